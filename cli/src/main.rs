@@ -1,1 +1,39 @@
-fn main() {}
+//! `triggeriq`: operator and developer command line.
+
+mod admin;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "triggeriq",
+    version,
+    about = "TriggerIQ operator and developer tools"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage tenants (talks to Postgres directly; needs DATABASE_URL).
+    #[command(subcommand)]
+    Tenant(admin::TenantCmd),
+    /// Manage API keys (talks to Postgres directly; needs DATABASE_URL).
+    #[command(subcommand, name = "api-key")]
+    ApiKey(admin::ApiKeyCmd),
+    /// Database maintenance.
+    #[command(subcommand)]
+    Db(admin::DbCmd),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Tenant(cmd) => admin::tenant(cmd).await,
+        Command::ApiKey(cmd) => admin::api_key(cmd).await,
+        Command::Db(cmd) => admin::db(cmd).await,
+    }
+}

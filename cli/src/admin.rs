@@ -1,0 +1,204 @@
+//! Tenant, API-key and database administration, straight against Postgres.
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use triggeriq::postgres::{api_keys, tenants};
+use triggeriq::tenant::TenantId;
+use uuid::Uuid;
+
+#[derive(Args)]
+pub struct DbArgs {
+    /// Postgres connection URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+}
+
+#[derive(Subcommand)]
+pub enum TenantCmd {
+    /// Create a tenant and its first API key; prints both (the key is shown only once).
+    Create {
+        name: String,
+        /// Use this tenant id instead of a fresh one (demo and test tenants).
+        #[arg(long)]
+        id: Option<Uuid>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List tenants.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ApiKeyCmd {
+    /// Create an API key for a tenant; prints it once.
+    Create {
+        #[arg(long)]
+        tenant: Uuid,
+        /// A label to tell keys apart.
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List a tenant's keys (never the keys themselves).
+    List {
+        #[arg(long)]
+        tenant: Uuid,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke a key. Requests with it fail once the authorizer's cache (5 minutes) expires.
+    Revoke {
+        #[arg(long)]
+        tenant: Uuid,
+        key_id: Uuid,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DbCmd {
+    /// Apply pending migrations.
+    Migrate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+async fn connect(db: &DbArgs) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&db.database_url)
+        .await
+        .context("cannot connect to Postgres (is DATABASE_URL right and the server running?)")
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
+    match cmd {
+        TenantCmd::Create { name, id, json, db } => {
+            let name = name.trim();
+            if name.is_empty() || name.chars().count() > 200 {
+                bail!("a tenant name must be 1 to 200 characters");
+            }
+            let pool = connect(&db).await?;
+            let mut tx = pool.begin().await?;
+            let id = id.map_or_else(TenantId::new, TenantId);
+            let tenant = tenants::create(&mut *tx, id, name).await.map_err(|e| {
+                if triggeriq::postgres::is_unique_violation(&e) {
+                    anyhow::anyhow!("a tenant with id {id} already exists")
+                } else {
+                    e.into()
+                }
+            })?;
+            let (key_id, key) = api_keys::create(&mut *tx, tenant.id, "first key").await?;
+            tx.commit().await?;
+            if json {
+                print_json(&serde_json::json!({
+                    "tenant_id": tenant.id, "name": tenant.name, "api_key_id": key_id, "api_key": key.plain
+                }))
+            } else {
+                println!("tenant_id  {}", tenant.id);
+                println!("api_key_id {key_id}");
+                println!("api_key    {}", key.plain);
+                eprintln!("Keep the key now: it cannot be shown again.");
+                Ok(())
+            }
+        }
+        TenantCmd::List { json, db } => {
+            let all = tenants::list(&connect(&db).await?).await?;
+            if json {
+                return print_json(&all);
+            }
+            for t in all {
+                println!(
+                    "{}  {}  {}",
+                    t.id,
+                    t.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                    t.name
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+pub async fn api_key(cmd: ApiKeyCmd) -> anyhow::Result<()> {
+    match cmd {
+        ApiKeyCmd::Create {
+            tenant,
+            name,
+            json,
+            db,
+        } => {
+            let pool = connect(&db).await?;
+            let tenant = TenantId(tenant);
+            if tenants::get(&pool, tenant).await?.is_none() {
+                bail!("no tenant {tenant}");
+            }
+            let (key_id, key) = api_keys::create(&pool, tenant, &name).await?;
+            if json {
+                print_json(&serde_json::json!({ "api_key_id": key_id, "api_key": key.plain }))
+            } else {
+                println!("api_key_id {key_id}");
+                println!("api_key    {}", key.plain);
+                eprintln!("Keep the key now: it cannot be shown again.");
+                Ok(())
+            }
+        }
+        ApiKeyCmd::List { tenant, json, db } => {
+            let keys = api_keys::list(&connect(&db).await?, TenantId(tenant)).await?;
+            if json {
+                return print_json(&keys);
+            }
+            for k in keys {
+                let state = k.revoked_at.map_or("active".to_owned(), |t| {
+                    format!("revoked {}", t.format("%Y-%m-%dT%H:%M:%SZ"))
+                });
+                println!("{}  {}…  {}  {}", k.id, k.prefix, state, k.name);
+            }
+            Ok(())
+        }
+        ApiKeyCmd::Revoke { tenant, key_id, db } => {
+            if api_keys::revoke(&connect(&db).await?, TenantId(tenant), key_id).await? {
+                println!("revoked {key_id}");
+                Ok(())
+            } else {
+                bail!("tenant {tenant} has no active key {key_id}")
+            }
+        }
+    }
+}
+
+pub async fn db(cmd: DbCmd) -> anyhow::Result<()> {
+    match cmd {
+        DbCmd::Migrate { db } => {
+            let pool = connect(&db).await?;
+            triggeriq::MIGRATOR
+                .run(&pool)
+                .await
+                .context("migration failed")?;
+            println!("migrations applied");
+            Ok(())
+        }
+    }
+}

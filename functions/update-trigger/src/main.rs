@@ -1,0 +1,12 @@
+//! `PUT /v1/triggers/{id}`: wiring only; the handler is `triggeriq::api::triggers::update`.
+
+use triggeriq::api::{self, triggers};
+use triggeriq::config::ApiConfig;
+use triggeriq::postgres::Database;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let state = triggers::TriggerApi::new(Database::from_env()?, ApiConfig::from_env()?);
+    api::run(state, triggers::update).await
+}

@@ -1,0 +1,269 @@
+//! The HTTP edge: turning API Gateway (HTTP API, payload 2.0) requests into domain calls and
+//! domain results into responses. Every error leaves here as RFC 9457 problem+json, mapped in
+//! one place ([`ApiError::to_problem`]).
+
+pub mod patterns;
+#[cfg(feature = "postgres")]
+pub mod triggers;
+
+use std::future::Future;
+
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::problem::{FieldError, Problem};
+use crate::tenant::TenantId;
+
+/// Everything a route can answer other than success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("the request is not valid")]
+    Validation(Vec<FieldError>),
+    #[error("bad request")]
+    BadRequest(Vec<FieldError>),
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("body larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("unsupported content type")]
+    UnsupportedMediaType(Option<String>),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(String),
+    #[error("precondition required: {0}")]
+    PreconditionRequired(String),
+    #[error("limit reached: {0}")]
+    LimitReached(String),
+    #[error("not authenticated")]
+    Unauthorized,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+#[cfg(feature = "postgres")]
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        ApiError::Internal(err.into())
+    }
+}
+
+impl ApiError {
+    /// The problem document for this error. Internal errors say nothing about their cause.
+    pub fn to_problem(&self) -> Problem {
+        match self {
+            ApiError::NotFound(what) => {
+                let mut title = format!("{what} not found");
+                if let Some(first) = title.get_mut(..1) {
+                    first.make_ascii_uppercase();
+                }
+                Problem::new(404, "not-found", title)
+            }
+            ApiError::Validation(errors) => {
+                Problem::new(422, "validation", "The request is not valid")
+                    .with_detail(summary(errors))
+                    .with_errors(errors.clone())
+            }
+            ApiError::BadRequest(errors) => Problem::new(400, "bad-request", "Bad request")
+                .with_detail(summary(errors))
+                .with_errors(errors.clone()),
+            ApiError::MalformedJson(detail) => {
+                Problem::new(400, "malformed-json", "The body is not valid JSON")
+                    .with_detail(detail.clone())
+            }
+            ApiError::PayloadTooLarge { limit } => {
+                Problem::new(413, "payload-too-large", "The body is too large")
+                    .with_detail(format!("The body must be at most {limit} bytes."))
+            }
+            ApiError::UnsupportedMediaType(got) => {
+                Problem::new(415, "unsupported-media-type", "Unsupported content type").with_detail(
+                    format!(
+                        "Send the body as application/json (got {}).",
+                        got.as_deref().unwrap_or("no Content-Type")
+                    ),
+                )
+            }
+            ApiError::Conflict(detail) => {
+                Problem::new(409, "conflict", "Conflict").with_detail(detail.clone())
+            }
+            ApiError::LimitReached(detail) => {
+                Problem::new(409, "limit-reached", "Limit reached").with_detail(detail.clone())
+            }
+            ApiError::PreconditionFailed(detail) => {
+                Problem::new(412, "precondition-failed", "Precondition failed")
+                    .with_detail(detail.clone())
+            }
+            ApiError::PreconditionRequired(detail) => {
+                Problem::new(428, "precondition-required", "Precondition required")
+                    .with_detail(detail.clone())
+            }
+            ApiError::Unauthorized => Problem::new(401, "unauthorized", "Not authenticated")
+                .with_detail("Send Authorization: Bearer <API key>."),
+            ApiError::Internal(_) => Problem::new(500, "internal", "Internal error").with_detail(
+                "Something went wrong on our side. Quote the request id when you contact us.",
+            ),
+        }
+    }
+}
+
+fn summary(errors: &[FieldError]) -> String {
+    match errors {
+        [one] => one.to_string(),
+        many => format!("{} problems; see errors.", many.len()),
+    }
+}
+
+/// What a response needs to know about its request.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    pub request_id: Option<String>,
+    pub path: String,
+}
+
+impl RequestInfo {
+    pub fn of(req: &Request) -> Self {
+        let request_id = match req.request_context_ref() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+            _ => None,
+        }
+        .or_else(|| req.lambda_context_ref().map(|c| c.request_id.clone()));
+        Self {
+            request_id,
+            path: req.uri().path().to_owned(),
+        }
+    }
+}
+
+/// The tenant the authorizer established: the Lambda authorizer's `tenant_id` context value,
+/// or a Cognito JWT's `tenant_id` claim. Never from the body, path or query.
+pub fn tenant(req: &Request) -> Result<TenantId, ApiError> {
+    let Some(RequestContext::ApiGatewayV2(ctx)) = req.request_context_ref() else {
+        return Err(ApiError::Unauthorized);
+    };
+    let authorizer = ctx.authorizer.as_ref().ok_or(ApiError::Unauthorized)?;
+    let raw = match authorizer.fields.get("tenant_id") {
+        Some(Value::String(s)) => Some(s.as_str()),
+        _ => authorizer
+            .jwt
+            .as_ref()
+            .and_then(|jwt| jwt.claims.get("tenant_id"))
+            .map(String::as_str),
+    };
+    raw.and_then(|s| TenantId::parse(s).ok())
+        .ok_or(ApiError::Unauthorized)
+}
+
+/// A path parameter that must be an id. An id that cannot exist is simply not found.
+pub fn path_id(req: &Request, name: &str, what: &'static str) -> Result<Uuid, ApiError> {
+    req.path_parameters_ref()
+        .and_then(|p| p.first(name))
+        .and_then(|raw| Uuid::parse_str(raw).ok())
+        .ok_or(ApiError::NotFound(what))
+}
+
+/// A query-string parameter.
+pub fn query<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
+    req.query_string_parameters_ref()
+        .and_then(|q| q.first(name))
+}
+
+/// The JSON body, after checking its content type and size.
+pub fn json_body(req: &Request, max_bytes: usize) -> Result<Value, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("").to_owned());
+    let is_json = content_type.as_deref().is_some_and(|ct| {
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        essence == "application/json"
+            || (essence.starts_with("application/") && essence.ends_with("+json"))
+    });
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType(content_type));
+    }
+    let bytes: &[u8] = req.body().as_ref();
+    if bytes.len() > max_bytes {
+        return Err(ApiError::PayloadTooLarge { limit: max_bytes });
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::MalformedJson(
+            "the body is empty; send a JSON object".into(),
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))
+}
+
+/// A JSON response.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    match serde_json::to_string(value) {
+        Ok(text) => with_content_type(status, Body::Text(text), "application/json"),
+        Err(err) => problem_response(&ApiError::Internal(err.into()), &RequestInfo::default()),
+    }
+}
+
+/// An empty response.
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = status;
+    response
+}
+
+fn with_content_type(status: StatusCode, body: Body, content_type: &'static str) -> Response<Body> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// The problem+json response for `err`; internal errors are logged with their cause chain.
+pub fn problem_response(err: &ApiError, info: &RequestInfo) -> Response<Body> {
+    if let ApiError::Internal(cause) = err {
+        tracing::error!(error = ?cause, request_id = ?info.request_id, "internal error");
+    }
+    let mut problem = err.to_problem();
+    problem.instance = (!info.path.is_empty()).then(|| info.path.clone());
+    problem.request_id = info.request_id.clone();
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::to_string(&problem).unwrap_or_else(|_| String::from("{}"));
+    with_content_type(status, Body::Text(body), "application/problem+json")
+}
+
+/// Runs `handler` and turns its error, if any, into a problem response.
+pub async fn respond<F>(req: Request, handler: impl FnOnce(Request) -> F) -> Response<Body>
+where
+    F: Future<Output = Result<Response<Body>, ApiError>>,
+{
+    let info = RequestInfo::of(&req);
+    match handler(req).await {
+        Ok(response) => response,
+        Err(err) => problem_response(&err, &info),
+    }
+}
+
+/// Serves one route for the life of the container: `state` is built once (clients, pools)
+/// and lent to every invocation.
+pub async fn run<S, F, Fut>(state: S, handler: F) -> Result<(), lambda_http::Error>
+where
+    S: Sync + 'static,
+    F: Fn(&'static S, Request) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<Body>, ApiError>> + Send + 'static,
+{
+    let state: &'static S = Box::leak(Box::new(state));
+    lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
+        Ok::<_, std::convert::Infallible>(respond(req, |req| handler(state, req)).await)
+    }))
+    .await
+}

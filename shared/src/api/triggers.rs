@@ -1,0 +1,229 @@
+//! Trigger management routes: create, list, get, replace (optimistic concurrency), delete.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+
+use super::{ApiError, json, json_body, path_id, query, tenant};
+use crate::config::ApiConfig;
+use crate::postgres::Database;
+use crate::postgres::triggers::{self as repo, TriggerWriteError};
+use crate::problem::FieldError;
+use crate::trigger::{BodyKind, Trigger, TriggerBody, TriggerId};
+
+/// What the trigger routes need, built once per container.
+pub struct TriggerApi {
+    pub db: Database,
+    pub config: ApiConfig,
+}
+
+impl TriggerApi {
+    pub fn new(db: Database, config: ApiConfig) -> Self {
+        Self { db, config }
+    }
+}
+
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 100;
+
+/// One page of triggers and the cursor of the next page, if any.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct TriggerPage {
+    pub items: Vec<Trigger>,
+    pub next_cursor: Option<String>,
+}
+
+fn with_etag(mut response: Response<Body>, version: i64) -> Response<Body> {
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+fn write_error(err: TriggerWriteError, via_if_match: bool) -> ApiError {
+    match err {
+        TriggerWriteError::NotFound | TriggerWriteError::NoTenant => ApiError::NotFound("trigger"),
+        TriggerWriteError::VersionMismatch { expected, current } => {
+            let detail = format!(
+                "You sent version {expected}, but the trigger is at version {current}; read it again and reapply your change."
+            );
+            if via_if_match {
+                ApiError::PreconditionFailed(detail)
+            } else {
+                ApiError::Conflict(detail)
+            }
+        }
+        TriggerWriteError::LimitReached { limit } => ApiError::LimitReached(format!(
+            "A tenant can have at most {limit} triggers; delete one before creating another."
+        )),
+        TriggerWriteError::Db(e) => e.into(),
+    }
+}
+
+/// `If-Match`: `"3"`, `W/"3"` or `3` name version 3; `*` matches any version (`Some(None)`).
+fn if_match(req: &Request) -> Result<Option<Option<i64>>, ApiError> {
+    let Some(raw) = req.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = raw.to_str().unwrap_or("").trim();
+    if text == "*" {
+        return Ok(Some(None));
+    }
+    let tag = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    tag.parse::<i64>().map(|v| Some(Some(v))).map_err(|_| {
+        ApiError::BadRequest(vec![FieldError::new(
+            "If-Match",
+            "must be the trigger's ETag, e.g. \"3\" (its version), or *",
+        )])
+    })
+}
+
+/// `POST /v1/triggers`
+pub async fn create(api: &TriggerApi, req: Request) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant(&req)?;
+    let body = json_body(&req, api.config.max_request_bytes)?;
+    let parsed = TriggerBody::parse(&body, BodyKind::Create, &api.config.triggers)
+        .map_err(ApiError::Validation)?;
+    let pool = api.db.pool().await?;
+    let trigger = repo::create(
+        pool,
+        tenant,
+        &parsed.spec,
+        api.config.triggers.max_triggers_per_tenant,
+    )
+    .await
+    .map_err(|e| write_error(e, false))?;
+    tracing::info!(tenant_id = %tenant, trigger_id = %trigger.id, "trigger created");
+    let mut response = with_etag(json(StatusCode::CREATED, &trigger), trigger.version);
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/triggers/{}", trigger.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// `GET /v1/triggers/{id}`
+pub async fn get(api: &TriggerApi, req: Request) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant(&req)?;
+    let id = TriggerId(path_id(&req, "id", "trigger")?);
+    let trigger = repo::get(api.db.pool().await?, tenant, id)
+        .await?
+        .ok_or(ApiError::NotFound("trigger"))?;
+    Ok(with_etag(json(StatusCode::OK, &trigger), trigger.version))
+}
+
+/// `GET /v1/triggers?limit=&cursor=&enabled=`
+pub async fn list(api: &TriggerApi, req: Request) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant(&req)?;
+    let mut problems = Vec::new();
+    let limit = match query(&req, "limit") {
+        None => DEFAULT_PAGE,
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                problems.push(FieldError::new(
+                    "?limit",
+                    format!("must be an integer from 1 to {MAX_PAGE}"),
+                ));
+                DEFAULT_PAGE
+            }
+        },
+    };
+    let enabled = match query(&req, "enabled") {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(_) => {
+            problems.push(FieldError::new("?enabled", "must be true or false"));
+            None
+        }
+    };
+    let after = match query(&req, "cursor") {
+        None => None,
+        Some(raw) => {
+            let decoded = URL_SAFE_NO_PAD
+                .decode(raw)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| uuid::Uuid::parse_str(&s).ok());
+            if decoded.is_none() {
+                problems.push(FieldError::new(
+                    "?cursor",
+                    "is not a cursor this API returned",
+                ));
+            }
+            decoded.map(TriggerId)
+        }
+    };
+    if !problems.is_empty() {
+        return Err(ApiError::BadRequest(problems));
+    }
+    let mut items = repo::list(api.db.pool().await?, tenant, enabled, after, limit + 1).await?;
+    let next_cursor = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items
+            .last()
+            .map(|t| URL_SAFE_NO_PAD.encode(t.id.to_string()))
+    } else {
+        None
+    };
+    Ok(json(StatusCode::OK, &TriggerPage { items, next_cursor }))
+}
+
+/// `PUT /v1/triggers/{id}`: full replacement, based on the version in `If-Match` or the body.
+pub async fn update(api: &TriggerApi, req: Request) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant(&req)?;
+    let id = TriggerId(path_id(&req, "id", "trigger")?);
+    let header_version = if_match(&req)?;
+    let body = json_body(&req, api.config.max_request_bytes)?;
+    let parsed = TriggerBody::parse(&body, BodyKind::Replace, &api.config.triggers)
+        .map_err(ApiError::Validation)?;
+    if parsed.id.is_some_and(|body_id| body_id != id.0) {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "$.id",
+            "differs from the trigger id in the path",
+        )]));
+    }
+    let pool = api.db.pool().await?;
+    let (expected, via_if_match) = match (header_version, parsed.version) {
+        (Some(Some(h)), Some(b)) if h != b => {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "$.version",
+                format!("is {b} but If-Match names version {h}; send one or make them agree"),
+            )]));
+        }
+        (Some(Some(h)), _) => (h, true),
+        (Some(None), Some(b)) | (None, Some(b)) => (b, false),
+        (Some(None), None) => {
+            // `If-Match: *` — any current version will do.
+            let current = repo::get(pool, tenant, id)
+                .await?
+                .ok_or(ApiError::NotFound("trigger"))?;
+            (current.version, true)
+        }
+        (None, None) => {
+            return Err(ApiError::PreconditionRequired(
+                "Send the version you read, in If-Match (the ETag) or as \"version\" in the body."
+                    .into(),
+            ));
+        }
+    };
+    let trigger = repo::replace(pool, tenant, id, &parsed.spec, expected)
+        .await
+        .map_err(|e| write_error(e, via_if_match))?;
+    tracing::info!(tenant_id = %tenant, trigger_id = %trigger.id, version = trigger.version, "trigger replaced");
+    Ok(with_etag(json(StatusCode::OK, &trigger), trigger.version))
+}
+
+/// `DELETE /v1/triggers/{id}` (honours `If-Match` when sent).
+pub async fn delete(api: &TriggerApi, req: Request) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant(&req)?;
+    let id = TriggerId(path_id(&req, "id", "trigger")?);
+    let expected = if_match(&req)?.flatten();
+    repo::delete(api.db.pool().await?, tenant, id, expected)
+        .await
+        .map_err(|e| write_error(e, true))?;
+    tracing::info!(tenant_id = %tenant, trigger_id = %id, "trigger deleted");
+    Ok(super::empty(StatusCode::NO_CONTENT))
+}

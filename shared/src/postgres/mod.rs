@@ -1,0 +1,273 @@
+//! PostgreSQL through sqlx: one lazily connected pool per Lambda container.
+//!
+//! Locally the pool connects with `DATABASE_URL`. In AWS it connects to RDS Proxy with
+//! `DB_HOST`, `DB_PORT`, `DB_NAME` and `DB_USER`, authenticating with an **IAM auth token**:
+//! the token is a SigV4 presigned URL computed locally from the function's role credentials,
+//! so there is no network call before the first query (a Secrets Manager password would cost
+//! a call to Secrets Manager on every cold start and a secret to rotate). Tokens live 15
+//! minutes; the pool swaps in a fresh one every 10 minutes for the connections it opens next
+//! (open connections stay valid after their token expires).
+//!
+//! RDS Proxy multiplexes client connections onto database connections between transactions,
+//! unless a session holds state it cannot move — it then *pins* the client connection.
+//! sqlx by default prepares every query as a *named* statement cached on the connection,
+//! which is session state. We set `statement_cache_capacity(0)`: sqlx then uses the unnamed
+//! statement for each query (Parse/Bind/Execute on `""`), which lasts only until the next
+//! query. We never use `SET`, advisory locks, `LISTEN`, temporary tables or cursors; the
+//! session settings sqlx needs (`DateStyle`, `client_encoding`, `TimeZone`,
+//! `extra_float_digits`) travel in the startup packet. Watch the proxy's
+//! `DatabaseConnectionsCurrentlySessionPinned` metric to confirm.
+//!
+//! The pool holds at most 2 connections: a Lambda container serves one request at a time,
+//! and the proxy, not the container, is where connections are pooled.
+
+pub mod api_keys;
+pub mod tenants;
+pub mod triggers;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
+
+use crate::config::{ConfigError, env_or, env_required};
+
+/// The migrations in `shared/migrations`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Where the database is and how to authenticate.
+#[derive(Debug, Clone)]
+pub enum DbConfig {
+    /// A full connection URL (local development, tests).
+    Url(String),
+    /// RDS Proxy with IAM authentication.
+    Iam {
+        host: String,
+        port: u16,
+        database: String,
+        user: String,
+    },
+}
+
+impl DbConfig {
+    /// `DATABASE_URL` when set, else the `DB_*` variables for IAM authentication.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        if let Ok(url) = std::env::var("DATABASE_URL")
+            && !url.trim().is_empty()
+        {
+            return Ok(Self::Url(url));
+        }
+        Ok(Self::Iam {
+            host: env_required("DB_HOST").map_err(|_| ConfigError {
+                name: "DATABASE_URL or DB_HOST".into(),
+                reason: "one of them is required".into(),
+            })?,
+            port: env_or("DB_PORT", 5432)?,
+            database: env_or("DB_NAME", "triggeriq".to_owned())?,
+            user: env_or("DB_USER", "triggeriq_app".to_owned())?,
+        })
+    }
+}
+
+/// IAM tokens are valid for 15 minutes; refresh well before that.
+const TOKEN_REFRESH: Duration = Duration::from_secs(10 * 60);
+
+struct IamAuth {
+    host: String,
+    port: u16,
+    user: String,
+    base: PgConnectOptions,
+    /// When the pool's current token was made; `None` before the first query.
+    issued: Mutex<Option<Instant>>,
+    sdk: tokio::sync::OnceCell<aws_config::SdkConfig>,
+}
+
+/// The container's database handle: a lazy pool, plus IAM token refresh when configured.
+pub struct Database {
+    pool: PgPool,
+    iam: Option<IamAuth>,
+}
+
+impl Database {
+    /// Builds the pool without connecting. Must run inside a tokio runtime.
+    pub fn connect_lazy(config: &DbConfig) -> anyhow::Result<Self> {
+        let pool_options = PgPoolOptions::new()
+            .max_connections(2)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(5))
+            // Lambda freezes containers between invocations; drop connections the proxy
+            // has probably closed (its idle client timeout defaults to 30 minutes).
+            .idle_timeout(Duration::from_secs(10 * 60))
+            .max_lifetime(Duration::from_secs(30 * 60));
+        match config {
+            DbConfig::Url(url) => {
+                let options: PgConnectOptions = url
+                    .parse()
+                    .context("DATABASE_URL is not a valid Postgres URL")?;
+                Ok(Self {
+                    pool: pool_options.connect_lazy_with(options.statement_cache_capacity(0)),
+                    iam: None,
+                })
+            }
+            DbConfig::Iam {
+                host,
+                port,
+                database,
+                user,
+            } => {
+                let base = PgConnectOptions::new()
+                    .host(host)
+                    .port(*port)
+                    .database(database)
+                    .username(user)
+                    // RDS Proxy presents an ACM certificate, which the webpki roots verify.
+                    .ssl_mode(PgSslMode::VerifyFull)
+                    .statement_cache_capacity(0);
+                Ok(Self {
+                    pool: pool_options.connect_lazy_with(base.clone()),
+                    iam: Some(IamAuth {
+                        host: host.clone(),
+                        port: *port,
+                        user: user.clone(),
+                        base,
+                        issued: Mutex::new(None),
+                        sdk: tokio::sync::OnceCell::new(),
+                    }),
+                })
+            }
+        }
+    }
+
+    /// Reads [`DbConfig::from_env`] and builds the lazy pool.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::connect_lazy(&DbConfig::from_env()?)
+    }
+
+    /// Wraps an existing pool (tests, the CLI).
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool, iam: None }
+    }
+
+    /// The pool, with a fresh IAM token installed when the current one is getting old.
+    pub async fn pool(&self) -> anyhow::Result<&PgPool> {
+        if let Some(iam) = &self.iam {
+            let stale = iam
+                .issued
+                .lock()
+                .map(|t| t.is_none_or(|t| t.elapsed() > TOKEN_REFRESH))
+                .unwrap_or(true);
+            if stale {
+                let sdk = iam
+                    .sdk
+                    .get_or_init(
+                        || aws_config::load_defaults(aws_config::BehaviorVersion::latest()),
+                    )
+                    .await;
+                let token = iam_auth_token(sdk, &iam.host, iam.port, &iam.user).await?;
+                self.pool
+                    .set_connect_options(iam.base.clone().password(&token));
+                if let Ok(mut issued) = iam.issued.lock() {
+                    *issued = Some(Instant::now());
+                }
+            }
+        }
+        Ok(&self.pool)
+    }
+}
+
+/// An RDS IAM authentication token: the SigV4-presigned `connect` action, without scheme.
+async fn iam_auth_token(
+    sdk: &aws_config::SdkConfig,
+    host: &str,
+    port: u16,
+    user: &str,
+) -> anyhow::Result<String> {
+    use aws_credential_types::provider::ProvideCredentials as _;
+    use aws_sigv4::http_request::{
+        SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
+    };
+
+    let region = sdk
+        .region()
+        .context("no AWS region configured for the RDS IAM token")?
+        .to_string();
+    let credentials = sdk
+        .credentials_provider()
+        .context("no AWS credentials provider for the RDS IAM token")?
+        .provide_credentials()
+        .await
+        .context("could not load AWS credentials for the RDS IAM token")?;
+    let identity = credentials.into();
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(Duration::from_secs(15 * 60));
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&region)
+        .name("rds-db")
+        .time(SystemTime::now())
+        .settings(settings)
+        .build()
+        .context("invalid SigV4 parameters")?
+        .into();
+    let url = format!(
+        "https://{host}:{port}/?Action=connect&DBUser={}",
+        urlencode(user)
+    );
+    let signable = SignableRequest::new("GET", &url, std::iter::empty(), SignableBody::Bytes(&[]))
+        .context("cannot sign the RDS connect request")?;
+    let (instructions, _) = sign(signable, &params)
+        .context("cannot sign the RDS connect request")?
+        .into_parts();
+    let mut request = http::Request::builder()
+        .uri(&url)
+        .body(())
+        .context("invalid RDS connect URL")?;
+    instructions.apply_to_request_http1x(&mut request);
+    let uri = request.uri().to_string();
+    Ok(uri.strip_prefix("https://").unwrap_or(&uri).to_owned())
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Whether a database error is a unique-constraint violation (mapped to 409 by callers).
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn iam_tokens_are_presigned_connect_urls_for_the_user() {
+        let sdk = aws_config::SdkConfig::builder()
+            .region(aws_config::Region::new("eu-west-1"))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(
+                    aws_credential_types::Credentials::new(
+                        "AKIDEXAMPLE",
+                        "secret",
+                        None,
+                        None,
+                        "test",
+                    ),
+                ),
+            )
+            .build();
+        let token = iam_auth_token(&sdk, "proxy.example.com", 5432, "app user")
+            .await
+            .expect("token");
+        assert!(
+            token.starts_with("proxy.example.com:5432/?Action=connect&DBUser=app+user&"),
+            "{token}"
+        );
+        assert!(token.contains("X-Amz-Signature="));
+        assert!(token.contains("X-Amz-Expires=900"));
+        assert!(token.contains("%2Feu-west-1%2Frds-db%2Faws4_request"));
+    }
+}

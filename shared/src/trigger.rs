@@ -1,0 +1,642 @@
+//! Triggers: what a tenant asks us to watch for, and what to do when it happens.
+//!
+//! Request bodies are read from `serde_json::Value` with [`crate::json::Fields`] so that every
+//! problem is reported at once with its JSON path; only a fully valid body becomes a
+//! [`TriggerSpec`], so the rest of the code never re-checks.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::json::{self, Fields, Problems, type_name};
+use crate::pattern::{Pattern, PatternLimits};
+use crate::problem::FieldError;
+use crate::tenant::TenantId;
+
+/// Limits on trigger definitions; each is configurable per deployment.
+#[derive(Debug, Clone)]
+pub struct TriggerLimits {
+    pub max_name_chars: usize,
+    pub max_description_chars: usize,
+    pub max_actions: usize,
+    pub max_url_chars: usize,
+    pub max_triggers_per_tenant: i64,
+    pub min_cooldown: Duration,
+    pub max_cooldown: Duration,
+    /// Plain `http://` webhook URLs; only for local development.
+    pub allow_http_webhooks: bool,
+    pub pattern: PatternLimits,
+}
+
+impl Default for TriggerLimits {
+    fn default() -> Self {
+        Self {
+            max_name_chars: 200,
+            max_description_chars: 2000,
+            max_actions: 10,
+            max_url_chars: 2048,
+            max_triggers_per_tenant: 1000,
+            min_cooldown: Duration::from_secs(1),
+            max_cooldown: Duration::from_secs(30 * 24 * 3600),
+            allow_http_webhooks: false,
+            pattern: PatternLimits::default(),
+        }
+    }
+}
+
+/// A trigger's identifier (UUIDv7, so ids sort by creation time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TriggerId(pub Uuid);
+
+impl TriggerId {
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl Default for TriggerId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Display for TriggerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// When a matching event makes the trigger fire. Tagged by `kind`, so threshold, absence,
+/// sequence and anomaly conditions can join without changing stored triggers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Condition {
+    /// Every matching event fires (subject to the cooldown).
+    Every,
+}
+
+impl Condition {
+    const KINDS: &'static [&'static str] = &["every"];
+
+    fn parse(value: &Value, path: &str, problems: &mut Problems) -> Option<Self> {
+        let mut fields = Fields::of(value, path, problems)?;
+        let kind = match fields.required("kind", problems) {
+            Some(Value::String(kind)) => Some(kind.as_str()),
+            Some(other) => {
+                problems.push(
+                    fields.path_of("kind"),
+                    format!("must be a string, not {}", type_name(other)),
+                );
+                None
+            }
+            None => None,
+        };
+        let condition = match kind {
+            Some("every") => Some(Condition::Every),
+            Some(other) => {
+                problems.push(
+                    fields.path_of("kind"),
+                    format!(
+                        "unknown condition kind {other:?}; supported: {}",
+                        Self::KINDS.join(", ")
+                    ),
+                );
+                None
+            }
+            None => None,
+        };
+        fields.finish(problems);
+        condition
+    }
+}
+
+/// A validated webhook URL: absolute, http(s), with a host and no credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WebhookUrl(String);
+
+impl WebhookUrl {
+    pub fn parse(raw: &str, limits: &TriggerLimits) -> Result<Self, String> {
+        if raw.chars().count() > limits.max_url_chars {
+            return Err(format!(
+                "must be at most {} characters",
+                limits.max_url_chars
+            ));
+        }
+        let url = url::Url::parse(raw).map_err(|e| format!("is not a valid absolute URL ({e})"))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if limits.allow_http_webhooks => {}
+            "http" => {
+                return Err(
+                    "must use https (plain http is allowed only in local development)".into(),
+                );
+            }
+            other => return Err(format!("must use https, not {other:?}")),
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("must have a host".into());
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("must not contain credentials; authenticate the receiver with the webhook signature".into());
+        }
+        if url.fragment().is_some() {
+            return Err("must not contain a fragment (#...)".into());
+        }
+        Ok(Self(url.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An action as stored and shown: a webhook with a server-assigned id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Action {
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub kind: ActionKind,
+    pub url: WebhookUrl,
+    pub enabled: bool,
+    /// Why delivery turned the action off (e.g. the receiver answered 410 Gone).
+    #[serde(default)]
+    pub disabled_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    Webhook,
+}
+
+/// An action as a client sends it. `id` keeps an existing action's identity across updates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionSpec {
+    pub id: Option<Uuid>,
+    pub url: WebhookUrl,
+    pub enabled: bool,
+}
+
+/// A trigger's cooldown: after firing, the trigger stays quiet this long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cooldown(Duration);
+
+impl Cooldown {
+    pub fn parse(raw: &str, limits: &TriggerLimits) -> Result<Self, String> {
+        let duration = humantime::parse_duration(raw.trim())
+            .map_err(|e| format!("is not a duration like \"30s\", \"5m\" or \"1h 30m\" ({e})"))?;
+        if duration.subsec_nanos() != 0 {
+            return Err("must be a whole number of seconds".into());
+        }
+        if duration < limits.min_cooldown || duration > limits.max_cooldown {
+            return Err(format!(
+                "must be between {} and {}",
+                humantime::format_duration(limits.min_cooldown),
+                humantime::format_duration(limits.max_cooldown)
+            ));
+        }
+        Ok(Self(duration))
+    }
+
+    pub fn from_secs(secs: u64) -> Self {
+        Self(Duration::from_secs(secs))
+    }
+
+    pub fn as_secs(&self) -> u64 {
+        self.0.as_secs()
+    }
+
+    pub fn as_duration(&self) -> Duration {
+        self.0
+    }
+
+    /// The canonical text form, e.g. `1h 30m`.
+    pub fn to_text(&self) -> String {
+        humantime::format_duration(self.0).to_string()
+    }
+}
+
+/// A complete, valid trigger definition as a client sent it.
+#[derive(Debug, Clone)]
+pub struct TriggerSpec {
+    pub name: String,
+    pub description: String,
+    pub enabled: bool,
+    pub pattern: Pattern,
+    pub condition: Condition,
+    pub cooldown: Option<Cooldown>,
+    pub actions: Vec<ActionSpec>,
+}
+
+/// Whether a body creates a trigger or replaces one (which may carry its version and echo
+/// the read-only fields a `GET` returned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    Create,
+    Replace,
+}
+
+/// A parsed create or replace body.
+#[derive(Debug, Clone)]
+pub struct TriggerBody {
+    pub spec: TriggerSpec,
+    /// The version the client based its change on (replace only).
+    pub version: Option<i64>,
+    /// The id the client echoed back (replace only); must equal the path's id.
+    pub id: Option<Uuid>,
+}
+
+const READ_ONLY_FIELDS: &[&str] = &["created_at", "updated_at"];
+
+impl TriggerBody {
+    /// Reads and validates a body; every problem is reported with its path.
+    pub fn parse(
+        body: &Value,
+        kind: BodyKind,
+        limits: &TriggerLimits,
+    ) -> Result<Self, Vec<FieldError>> {
+        let mut problems = Problems::default();
+        let Some(mut fields) = Fields::of(body, "$", &mut problems) else {
+            return Err(problems.0);
+        };
+
+        let name = match fields.required("name", &mut problems) {
+            Some(Value::String(name)) => {
+                check_name(name, &fields.path_of("name"), limits, &mut problems)
+            }
+            Some(other) => {
+                problems.push(
+                    fields.path_of("name"),
+                    format!("must be a string, not {}", type_name(other)),
+                );
+                None
+            }
+            None => None,
+        };
+        let description = fields
+            .opt_str("description", &mut problems)
+            .unwrap_or_default();
+        if description.chars().count() > limits.max_description_chars {
+            problems.push(
+                fields.path_of("description"),
+                format!(
+                    "must be at most {} characters",
+                    limits.max_description_chars
+                ),
+            );
+        }
+        let enabled = fields.opt_bool("enabled", &mut problems).unwrap_or(true);
+        let pattern = fields.required("pattern", &mut problems).and_then(|value| {
+            Pattern::from_value(value, &limits.pattern)
+                .map_err(|invalid| {
+                    for e in invalid.errors {
+                        problems.push(json::reroot("$.pattern", &e.path), e.message);
+                    }
+                })
+                .ok()
+        });
+        let condition = match fields.get("condition") {
+            None | Some(Value::Null) => Some(Condition::Every),
+            Some(value) => Condition::parse(value, "$.condition", &mut problems),
+        };
+        let cooldown = fields.opt_str("cooldown", &mut problems).and_then(|raw| {
+            Cooldown::parse(raw, limits)
+                .map_err(|m| problems.push("$.cooldown", m))
+                .ok()
+        });
+        let actions = fields
+            .required("actions", &mut problems)
+            .and_then(|value| parse_actions(value, kind, limits, &mut problems));
+
+        let (mut version, mut id) = (None, None);
+        if kind == BodyKind::Replace {
+            version = match fields.get("version") {
+                None | Some(Value::Null) => None,
+                Some(Value::Number(n)) if n.as_i64().is_some_and(|v| v >= 1) => n.as_i64(),
+                Some(_) => {
+                    problems.push(
+                        "$.version",
+                        "must be a positive integer (the version you read)",
+                    );
+                    None
+                }
+            };
+            id = fields.opt_str("id", &mut problems).and_then(|raw| {
+                Uuid::parse_str(raw)
+                    .map_err(|_| problems.push("$.id", "is not a trigger id"))
+                    .ok()
+            });
+            fields.ignore(READ_ONLY_FIELDS);
+        }
+        fields.finish(&mut problems);
+
+        match (name, pattern, condition, actions) {
+            (Some(name), Some(pattern), Some(condition), Some(actions)) if problems.is_empty() => {
+                Ok(Self {
+                    spec: TriggerSpec {
+                        name,
+                        description: description.to_owned(),
+                        enabled,
+                        pattern,
+                        condition,
+                        cooldown,
+                        actions,
+                    },
+                    version,
+                    id,
+                })
+            }
+            _ => Err(problems.0),
+        }
+    }
+}
+
+fn check_name(
+    name: &str,
+    path: &str,
+    limits: &TriggerLimits,
+    problems: &mut Problems,
+) -> Option<String> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        problems.push(path, "must not be empty");
+        return None;
+    }
+    if trimmed.chars().count() > limits.max_name_chars {
+        problems.push(
+            path,
+            format!("must be at most {} characters", limits.max_name_chars),
+        );
+        return None;
+    }
+    if trimmed.chars().any(char::is_control) {
+        problems.push(path, "must not contain control characters");
+        return None;
+    }
+    Some(trimmed.to_owned())
+}
+
+fn parse_actions(
+    value: &Value,
+    kind: BodyKind,
+    limits: &TriggerLimits,
+    problems: &mut Problems,
+) -> Option<Vec<ActionSpec>> {
+    let Value::Array(items) = value else {
+        problems.push(
+            "$.actions",
+            format!("must be an array, not {}", type_name(value)),
+        );
+        return None;
+    };
+    if items.is_empty() || items.len() > limits.max_actions {
+        problems.push(
+            "$.actions",
+            format!(
+                "must hold 1 to {} actions, not {}",
+                limits.max_actions,
+                items.len()
+            ),
+        );
+        return None;
+    }
+    let before = problems.0.len();
+    let mut actions = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let path = json::index("$.actions", i);
+        let Some(mut fields) = Fields::of(item, &path, problems) else {
+            continue;
+        };
+        match fields.get("type") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(t)) if t == "webhook" => {}
+            Some(other) => problems.push(
+                fields.path_of("type"),
+                format!("unknown action type {other}; supported: \"webhook\""),
+            ),
+        }
+        let url = match fields.required("url", problems) {
+            Some(Value::String(raw)) => WebhookUrl::parse(raw, limits)
+                .map_err(|m| problems.push(fields.path_of("url"), m))
+                .ok(),
+            Some(other) => {
+                problems.push(
+                    fields.path_of("url"),
+                    format!("must be a string, not {}", type_name(other)),
+                );
+                None
+            }
+            None => None,
+        };
+        let enabled = fields.opt_bool("enabled", problems).unwrap_or(true);
+        let mut id = None;
+        if kind == BodyKind::Replace {
+            id = fields.opt_str("id", problems).and_then(|raw| {
+                Uuid::parse_str(raw)
+                    .map_err(|_| problems.push(fields.path_of("id"), "is not an action id"))
+                    .ok()
+            });
+            fields.ignore(&["disabled_reason"]);
+        }
+        fields.finish(problems);
+        if let Some(url) = url {
+            actions.push(ActionSpec { id, url, enabled });
+        }
+    }
+    (problems.0.len() == before).then_some(actions)
+}
+
+/// A stored trigger, as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Trigger {
+    pub id: TriggerId,
+    #[serde(skip)]
+    pub tenant_id: Option<TenantId>,
+    pub name: String,
+    pub description: String,
+    pub enabled: bool,
+    pub pattern: Value,
+    pub condition: Condition,
+    /// Canonical text form, e.g. `"5m"`; `null` when the trigger has none.
+    pub cooldown: Option<String>,
+    pub actions: Vec<Action>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Turns the actions of a spec into stored actions: ids the client sent back that belong to
+/// `previous` keep their identity (and their disabled reason while still disabled); all other
+/// actions get fresh ids.
+pub fn assign_action_ids(spec: &[ActionSpec], previous: &[Action]) -> Vec<Action> {
+    let mut used = Vec::new();
+    spec.iter()
+        .map(|a| {
+            let kept =
+                a.id.and_then(|id| previous.iter().find(|p| p.id == id && !used.contains(&id)));
+            let id = kept.map_or_else(Uuid::now_v7, |p| p.id);
+            used.push(id);
+            let disabled_reason = if a.enabled {
+                None
+            } else {
+                kept.and_then(|p| p.disabled_reason.clone())
+            };
+            Action {
+                id,
+                kind: ActionKind::Webhook,
+                url: a.url.clone(),
+                enabled: a.enabled,
+                disabled_reason,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn paths(errors: &[FieldError]) -> Vec<&str> {
+        errors.iter().map(|e| e.path.as_str()).collect()
+    }
+
+    fn valid() -> Value {
+        json!({
+            "name": "Payment failed",
+            "pattern": {"type": ["payment.failed"]},
+            "actions": [{"url": "https://example.com/hook"}]
+        })
+    }
+
+    #[test]
+    fn a_minimal_body_gets_defaults() {
+        let body = TriggerBody::parse(&valid(), BodyKind::Create, &TriggerLimits::default())
+            .expect("valid");
+        assert!(body.spec.enabled);
+        assert_eq!(body.spec.condition, Condition::Every);
+        assert_eq!(body.spec.cooldown, None);
+        assert_eq!(body.spec.actions.len(), 1);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let body = json!({
+            "name": "",
+            "enabled": "yes",
+            "pattern": [],
+            "condition": {"kind": "sometimes"},
+            "cooldown": "soon",
+            "actions": [{"url": "http://example.com"}, {"url": 5, "extra": 1}],
+            "colour": "red"
+        });
+        let errors =
+            TriggerBody::parse(&body, BodyKind::Create, &TriggerLimits::default()).unwrap_err();
+        let mut got = paths(&errors);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                "$.actions[0].url",
+                "$.actions[1].extra",
+                "$.actions[1].url",
+                "$.colour",
+                "$.condition.kind",
+                "$.cooldown",
+                "$.enabled",
+                "$.name",
+                "$.pattern",
+            ]
+        );
+    }
+
+    #[test]
+    fn version_is_an_unknown_field_on_create_but_read_on_replace() {
+        let mut body = valid();
+        body["version"] = json!(3);
+        let errors =
+            TriggerBody::parse(&body, BodyKind::Create, &TriggerLimits::default()).unwrap_err();
+        assert_eq!(paths(&errors), vec!["$.version"]);
+        let parsed =
+            TriggerBody::parse(&body, BodyKind::Replace, &TriggerLimits::default()).expect("valid");
+        assert_eq!(parsed.version, Some(3));
+    }
+
+    #[test]
+    fn http_urls_are_refused_unless_the_deployment_allows_them() {
+        let mut limits = TriggerLimits::default();
+        assert!(WebhookUrl::parse("http://localhost:9000/hook", &limits).is_err());
+        limits.allow_http_webhooks = true;
+        assert!(WebhookUrl::parse("http://localhost:9000/hook", &limits).is_ok());
+        assert!(WebhookUrl::parse("ftp://example.com", &limits).is_err());
+        assert!(WebhookUrl::parse("https://user:pw@example.com", &limits).is_err());
+    }
+
+    #[test]
+    fn names_are_limited_in_characters_not_bytes() {
+        let limits = TriggerLimits::default();
+        let mut body = valid();
+        body["name"] = json!("é".repeat(200));
+        assert!(TriggerBody::parse(&body, BodyKind::Create, &limits).is_ok());
+        body["name"] = json!("é".repeat(201));
+        let errors = TriggerBody::parse(&body, BodyKind::Create, &limits).unwrap_err();
+        assert_eq!(errors[0].message, "must be at most 200 characters");
+    }
+
+    #[test]
+    fn cooldowns_read_human_durations_within_bounds() {
+        let limits = TriggerLimits::default();
+        assert_eq!(
+            Cooldown::parse("1h 30m", &limits).map(|c| c.as_secs()),
+            Ok(5400)
+        );
+        assert_eq!(
+            Cooldown::parse("90s", &limits).map(|c| c.to_text()),
+            Ok("1m 30s".to_owned())
+        );
+        assert!(Cooldown::parse("0s", &limits).is_err());
+        assert!(Cooldown::parse("400d", &limits).is_err());
+        assert!(Cooldown::parse("1.5s", &limits).is_err());
+    }
+
+    #[test]
+    fn replaced_actions_keep_the_ids_the_client_sent_back() {
+        let limits = TriggerLimits::default();
+        let url = WebhookUrl::parse("https://example.com/a", &limits).expect("url");
+        let old = Action {
+            id: Uuid::now_v7(),
+            kind: ActionKind::Webhook,
+            url: url.clone(),
+            enabled: false,
+            disabled_reason: Some("410 Gone".into()),
+        };
+        let spec = vec![
+            ActionSpec {
+                id: Some(old.id),
+                url: url.clone(),
+                enabled: false,
+            },
+            ActionSpec {
+                id: Some(old.id),
+                url: url.clone(),
+                enabled: true,
+            },
+            ActionSpec {
+                id: Some(Uuid::now_v7()),
+                url,
+                enabled: true,
+            },
+        ];
+        let new = assign_action_ids(&spec, std::slice::from_ref(&old));
+        assert_eq!(new[0].id, old.id);
+        assert_eq!(new[0].disabled_reason.as_deref(), Some("410 Gone"));
+        assert_ne!(new[1].id, old.id, "an id is kept at most once");
+        assert_ne!(new[2].id, old.id);
+        assert_eq!(new[2].disabled_reason, None);
+    }
+}

@@ -1,0 +1,962 @@
+//! Trigger API, authorizer and pattern route, driven with the API Gateway v2 samples in
+//! `events/` against a fresh Postgres database per test.
+
+#![cfg(all(feature = "postgres", feature = "lambda"))]
+
+use lambda_http::{Body, Request, Response};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use triggeriq::api::patterns::PatternApi;
+use triggeriq::api::triggers::{self, TriggerApi};
+use triggeriq::api::{self, ApiError};
+use triggeriq::authorizer;
+use triggeriq::config::ApiConfig;
+use triggeriq::postgres::{Database, api_keys, tenants};
+use triggeriq::tenant::TenantId;
+
+const DEMO_TENANT: &str = "0190f0a0-0000-7000-8000-000000000001";
+const DEMO_TRIGGER: &str = "0190f0a0-0000-7000-8000-0000000000f1";
+
+fn sample(name: &str) -> Value {
+    let path = format!("{}/../events/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A sample request, edited: the tenant in the authorizer context, and optionally the body.
+struct Req(Value);
+
+impl Req {
+    fn new(sample_name: &str, tenant: TenantId) -> Self {
+        let mut event = sample(sample_name);
+        event["requestContext"]["authorizer"]["lambda"]["tenant_id"] = json!(tenant.to_string());
+        Req(event)
+    }
+    fn body(mut self, body: &Value) -> Self {
+        self.0["body"] = json!(body.to_string());
+        self
+    }
+    fn raw_body(mut self, body: &str) -> Self {
+        self.0["body"] = json!(body);
+        self
+    }
+    fn header(mut self, name: &str, value: &str) -> Self {
+        self.0["headers"][name] = json!(value);
+        self
+    }
+    fn without_header(mut self, name: &str) -> Self {
+        if let Some(h) = self.0["headers"].as_object_mut() {
+            h.remove(name);
+        }
+        self
+    }
+    fn id(mut self, id: &str) -> Self {
+        self.0["pathParameters"]["id"] = json!(id);
+        self
+    }
+    fn query(mut self, pairs: &[(&str, &str)]) -> Self {
+        let map: serde_json::Map<String, Value> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        self.0["rawQueryString"] = json!(
+            pairs
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&")
+        );
+        self.0["queryStringParameters"] = Value::Object(map);
+        self
+    }
+    fn no_authorizer(mut self) -> Self {
+        if let Some(ctx) = self.0["requestContext"].as_object_mut() {
+            ctx.remove("authorizer");
+        }
+        self
+    }
+    fn build(self) -> Request {
+        lambda_http::request::from_str(&self.0.to_string()).expect("a valid API Gateway v2 request")
+    }
+}
+
+struct Answer {
+    status: u16,
+    headers: lambda_http::http::HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    fn error_paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = self.body["errors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["path"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        paths.sort();
+        paths
+    }
+}
+
+fn answer(response: Response<Body>) -> Answer {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes: &[u8] = response.body().as_ref();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(bytes).expect("JSON body")
+    };
+    if status >= 400 {
+        assert_eq!(
+            headers.get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/problem+json"),
+            "errors are problem+json: {body}"
+        );
+        assert_eq!(
+            body["status"],
+            json!(status),
+            "problem status mirrors the HTTP status"
+        );
+    }
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn call<'a, F>(
+    api: &'a TriggerApi,
+    handler: fn(&'a TriggerApi, Request) -> F,
+    req: Req,
+) -> Answer
+where
+    F: std::future::Future<Output = Result<Response<Body>, ApiError>> + 'a,
+{
+    answer(api::respond(req.build(), |r| handler(api, r)).await)
+}
+
+fn trigger_api(pool: &PgPool) -> TriggerApi {
+    TriggerApi::new(Database::from_pool(pool.clone()), ApiConfig::default())
+}
+
+async fn tenant(pool: &PgPool) -> TenantId {
+    tenants::create(pool, TenantId::new(), "Acme")
+        .await
+        .expect("tenant")
+        .id
+}
+
+fn trigger_body(name: &str) -> Value {
+    json!({
+        "name": name,
+        "pattern": {"type": ["payment.failed"]},
+        "actions": [{"url": "https://hooks.example.com/a"}]
+    })
+}
+
+async fn create(api: &TriggerApi, tenant: TenantId, body: &Value) -> Answer {
+    call(
+        api,
+        triggers::create,
+        Req::new("create-trigger", tenant).body(body),
+    )
+    .await
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn create_trigger_returns_201_with_the_stored_trigger(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let t = tenant(&pool).await;
+    let created = call(&api, triggers::create, Req::new("create-trigger", t)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        created.header("location"),
+        Some(format!("/v1/triggers/{id}").as_str())
+    );
+    assert_eq!(created.header("etag"), Some("\"1\""));
+    assert_eq!(created.body["name"], "Payment failed");
+    assert_eq!(created.body["version"], 1);
+    assert_eq!(created.body["cooldown"], "1m");
+    assert_eq!(created.body["condition"], json!({"kind": "every"}));
+    assert_eq!(
+        created.body["actions"][0]["url"],
+        "https://hooks.example.com/triggeriq"
+    );
+    assert_eq!(created.body["actions"][0]["enabled"], true);
+    assert!(created.body["actions"][0]["id"].is_string());
+
+    let fetched = call(&api, triggers::get, Req::new("get-trigger", t).id(&id)).await;
+    assert_eq!(fetched.status, 200);
+    assert_eq!(fetched.body, created.body);
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn create_trigger_returns_422_listing_every_problem_with_its_path(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let t = tenant(&pool).await;
+    let body = json!({
+        "name": "",
+        "enabled": "yes",
+        "pattern": "type = payment.failed",
+        "condition": {"kind": "threshold"},
+        "cooldown": "a while",
+        "actions": [{"url": "not a url"}, {"type": "email", "url": "https://x.example"}],
+        "owner": "me"
+    });
+    let got = create(&api, t, &body).await;
+    assert_eq!(got.status, 422, "{}", got.body);
+    assert_eq!(
+        got.error_paths(),
+        vec![
+            "$.actions[0].url",
+            "$.actions[1].type",
+            "$.condition.kind",
+            "$.cooldown",
+            "$.enabled",
+            "$.name",
+            "$.owner",
+            "$.pattern"
+        ]
+    );
+    let listed = call(
+        &api,
+        triggers::list,
+        Req::new("list-triggers", t).query(&[]),
+    )
+    .await;
+    assert_eq!(listed.body["items"], json!([]), "nothing was written");
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn create_trigger_returns_422_when_required_fields_are_missing(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let got = create(&api, tenant(&pool).await, &json!({})).await;
+    assert_eq!(got.status, 422);
+    assert_eq!(got.error_paths(), vec!["$.actions", "$.name", "$.pattern"]);
+    let got = create(&api, tenant(&pool).await, &json!([1, 2])).await;
+    assert_eq!(got.status, 422);
+    assert_eq!(got.error_paths(), vec!["$"]);
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn create_trigger_returns_422_for_an_invalid_pattern_naming_its_path(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let mut body = trigger_body("bad pattern");
+    body["pattern"] = json!({"data": {"amount": [{"numeric": ["!=", 5]}]}});
+    let got = create(&api, tenant(&pool).await, &body).await;
+    assert_eq!(got.status, 422, "{}", got.body);
+    let paths = got.error_paths();
+    assert!(
+        paths.iter().all(|p| p.starts_with("$.pattern.data.amount")),
+        "pattern errors are rooted at $.pattern: {paths:?}"
+    );
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn create_trigger_enforces_the_name_and_pattern_size_limits(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let t = tenant(&pool).await;
+    let got = create(&api, t, &trigger_body(&"n".repeat(201))).await;
+    assert_eq!(got.status, 422);
+    assert_eq!(got.body["errors"][0]["path"], "$.name");
+    assert_eq!(
+        got.body["errors"][0]["message"],
+        "must be at most 200 characters"
+    );
+
+    let mut body = trigger_body("big pattern");
+    body["pattern"] = json!({"type": (0..600).map(|i| format!("type-{i}")).collect::<Vec<_>>()});
+    assert!(body["pattern"].to_string().len() > 4096);
+    let got = create(&api, t, &body).await;
+    assert_eq!(got.status, 422, "{}", got.body);
+    assert!(
+        got.error_paths().iter().all(|p| p.starts_with("$.pattern")),
+        "{}",
+        got.body
+    );
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn create_trigger_returns_400_for_malformed_json(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let got = call(
+        &api,
+        triggers::create,
+        Req::new("create-trigger", tenant(&pool).await).raw_body("{\"name\": "),
+    )
+    .await;
+    assert_eq!(got.status, 400);
+    assert_eq!(
+        got.body["type"],
+        "https://triggeriq.dev/problems/malformed-json"
+    );
+    assert!(
+        got.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("line 1")),
+        "{}",
+        got.body
+    );
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn create_trigger_returns_413_for_a_body_over_256_kb(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let mut body = trigger_body("huge");
+    body["description"] = json!("x".repeat(256 * 1024));
+    let got = create(&api, tenant(&pool).await, &body).await;
+    assert_eq!(got.status, 413);
+    assert!(
+        got.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("262144"))
+    );
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn create_trigger_returns_415_for_a_body_that_is_not_json(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let t = tenant(&pool).await;
+    let got = call(
+        &api,
+        triggers::create,
+        Req::new("create-trigger", t).header("content-type", "text/plain"),
+    )
+    .await;
+    assert_eq!(got.status, 415);
+    let got = call(
+        &api,
+        triggers::create,
+        Req::new("create-trigger", t).without_header("content-type"),
+    )
+    .await;
+    assert_eq!(got.status, 415);
+    let got = call(
+        &api,
+        triggers::create,
+        Req::new("create-trigger", t).header("content-type", "application/json; charset=utf-8"),
+    )
+    .await;
+    assert_eq!(got.status, 201, "a charset parameter is fine");
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn create_trigger_refuses_http_webhooks_unless_the_deployment_allows_them(pool: PgPool) {
+    let mut body = trigger_body("plain http");
+    body["actions"][0]["url"] = json!("http://localhost:9999/hook");
+    let t = tenant(&pool).await;
+    let strict = trigger_api(&pool);
+    let got = create(&strict, t, &body).await;
+    assert_eq!(got.status, 422);
+    assert_eq!(got.error_paths(), vec!["$.actions[0].url"]);
+
+    let mut config = ApiConfig::default();
+    config.triggers.allow_http_webhooks = true;
+    let local = TriggerApi::new(Database::from_pool(pool.clone()), config);
+    assert_eq!(create(&local, t, &body).await.status, 201);
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn create_trigger_refuses_more_triggers_than_the_tenant_limit(pool: PgPool) {
+    let mut config = ApiConfig::default();
+    config.triggers.max_triggers_per_tenant = 3;
+    let api = TriggerApi::new(Database::from_pool(pool.clone()), config);
+    let t = tenant(&pool).await;
+    for i in 0..3 {
+        assert_eq!(
+            create(&api, t, &trigger_body(&format!("t{i}")))
+                .await
+                .status,
+            201
+        );
+    }
+    let got = create(&api, t, &trigger_body("one too many")).await;
+    assert_eq!(got.status, 409);
+    assert_eq!(
+        got.body["type"],
+        "https://triggeriq.dev/problems/limit-reached"
+    );
+    assert!(
+        got.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("at most 3 triggers"))
+    );
+    // The limit is per tenant.
+    assert_eq!(
+        create(&api, tenant(&pool).await, &trigger_body("other tenant"))
+            .await
+            .status,
+        201
+    );
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn another_tenants_trigger_answers_404_exactly_like_a_missing_one(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let owner = tenant(&pool).await;
+    let intruder = tenant(&pool).await;
+    let created = create(&api, owner, &trigger_body("mine")).await;
+    let id = created.body["id"].as_str().expect("id").to_owned();
+
+    let missing = call(
+        &api,
+        triggers::get,
+        Req::new("get-trigger", intruder).id(DEMO_TRIGGER),
+    )
+    .await;
+    let foreign = call(
+        &api,
+        triggers::get,
+        Req::new("get-trigger", intruder).id(&id),
+    )
+    .await;
+    assert_eq!(foreign.status, 404);
+    assert_eq!(foreign.body["title"], missing.body["title"]);
+    assert_eq!(foreign.body["type"], missing.body["type"]);
+
+    let update = Req::new("update-trigger", intruder)
+        .id(&id)
+        .header("if-match", "\"1\"");
+    assert_eq!(call(&api, triggers::update, update).await.status, 404);
+    assert_eq!(
+        call(
+            &api,
+            triggers::delete,
+            Req::new("delete-trigger", intruder).id(&id)
+        )
+        .await
+        .status,
+        404
+    );
+    let listed = call(
+        &api,
+        triggers::list,
+        Req::new("list-triggers", intruder).query(&[]),
+    )
+    .await;
+    assert_eq!(listed.body["items"], json!([]));
+
+    let still = call(&api, triggers::get, Req::new("get-trigger", owner).id(&id)).await;
+    assert_eq!(still.status, 200);
+    assert_eq!(still.body["version"], 1, "the intruder changed nothing");
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn a_malformed_trigger_id_answers_404(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let got = call(
+        &api,
+        triggers::get,
+        Req::new("get-trigger", tenant(&pool).await).id("not-a-uuid"),
+    )
+    .await;
+    assert_eq!(got.status, 404);
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn requests_without_a_tenant_in_the_authorizer_context_answer_401(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let got = call(
+        &api,
+        triggers::list,
+        Req::new("list-triggers", tenant(&pool).await).no_authorizer(),
+    )
+    .await;
+    assert_eq!(got.status, 401);
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn a_cognito_jwt_tenant_id_claim_identifies_the_tenant(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let t = tenant(&pool).await;
+    create(&api, t, &trigger_body("via jwt")).await;
+    let mut req = Req::new("list-triggers", t).query(&[]);
+    req.0["requestContext"]["authorizer"] =
+        json!({"jwt": {"claims": {"tenant_id": t.to_string(), "sub": "u1"}, "scopes": null}});
+    let got = call(&api, triggers::list, req).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.body["items"].as_array().map(Vec::len), Some(1));
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn list_triggers_pages_with_a_cursor_and_filters_on_enabled(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let t = tenant(&pool).await;
+    for i in 0..5 {
+        let mut body = trigger_body(&format!("t{i}"));
+        body["enabled"] = json!(i % 2 == 0);
+        assert_eq!(create(&api, t, &body).await.status, 201);
+    }
+    let mut names = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut query = vec![("limit", "2")];
+        if let Some(c) = &cursor {
+            query.push(("cursor", c.as_str()));
+        }
+        let page = call(
+            &api,
+            triggers::list,
+            Req::new("list-triggers", t).query(&query),
+        )
+        .await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        pages += 1;
+        for item in page.body["items"].as_array().expect("items") {
+            names.push(item["name"].as_str().expect("name").to_owned());
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(
+        names,
+        vec!["t0", "t1", "t2", "t3", "t4"],
+        "creation order, no repeats"
+    );
+
+    let enabled = call(
+        &api,
+        triggers::list,
+        Req::new("list-triggers", t).query(&[("enabled", "true")]),
+    )
+    .await;
+    let names: Vec<_> = enabled.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["name"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("t0"), json!("t2"), json!("t4")]);
+    let disabled = call(
+        &api,
+        triggers::list,
+        Req::new("list-triggers", t).query(&[("enabled", "false")]),
+    )
+    .await;
+    assert_eq!(disabled.body["items"].as_array().map(Vec::len), Some(2));
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn list_triggers_answers_400_for_a_bad_cursor_limit_or_filter(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let t = tenant(&pool).await;
+    let got = call(
+        &api,
+        triggers::list,
+        Req::new("list-triggers", t).query(&[
+            ("limit", "1000"),
+            ("cursor", "%%%"),
+            ("enabled", "yes"),
+        ]),
+    )
+    .await;
+    assert_eq!(got.status, 400);
+    assert_eq!(got.error_paths(), vec!["?cursor", "?enabled", "?limit"]);
+}
+
+async fn created_id(api: &TriggerApi, t: TenantId) -> String {
+    create(api, t, &trigger_body("to change")).await.body["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn update_trigger_with_the_current_version_replaces_it_and_increments_the_version(
+    pool: PgPool,
+) {
+    let api = trigger_api(&pool);
+    let t = tenant(&pool).await;
+    let id = created_id(&api, t).await;
+    let got = call(
+        &api,
+        triggers::update,
+        Req::new("update-trigger", t).id(&id),
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.body["version"], 2);
+    assert_eq!(got.body["enabled"], false);
+    assert_eq!(got.header("etag"), Some("\"2\""));
+    // The body's version works as well as If-Match.
+    let mut body = got.body.clone();
+    body["name"] = json!("renamed");
+    let got = call(
+        &api,
+        triggers::update,
+        Req::new("update-trigger", t)
+            .id(&id)
+            .without_header("if-match")
+            .body(&body),
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.body["version"], 3);
+    assert_eq!(got.body["name"], "renamed");
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn update_trigger_keeps_the_ids_of_actions_sent_back(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let t = tenant(&pool).await;
+    let id = created_id(&api, t).await;
+    let current = call(&api, triggers::get, Req::new("get-trigger", t).id(&id))
+        .await
+        .body;
+    let mut body = current.clone();
+    body["actions"]
+        .as_array_mut()
+        .expect("actions")
+        .push(json!({"type": "webhook", "url": "https://hooks.example.com/second"}));
+    let got = call(
+        &api,
+        triggers::update,
+        Req::new("update-trigger", t)
+            .id(&id)
+            .without_header("if-match")
+            .body(&body),
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.body["actions"][0]["id"], current["actions"][0]["id"]);
+    assert_ne!(got.body["actions"][1]["id"], current["actions"][0]["id"]);
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn update_trigger_with_a_stale_body_version_answers_409(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let t = tenant(&pool).await;
+    let id = created_id(&api, t).await;
+    assert_eq!(
+        call(
+            &api,
+            triggers::update,
+            Req::new("update-trigger", t).id(&id)
+        )
+        .await
+        .status,
+        200
+    );
+    let mut body = trigger_body("stale");
+    body["version"] = json!(1);
+    let got = call(
+        &api,
+        triggers::update,
+        Req::new("update-trigger", t)
+            .id(&id)
+            .without_header("if-match")
+            .body(&body),
+    )
+    .await;
+    assert_eq!(got.status, 409);
+    assert!(
+        got.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("version 2")),
+        "{}",
+        got.body
+    );
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn update_trigger_with_a_stale_if_match_answers_412(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let t = tenant(&pool).await;
+    let id = created_id(&api, t).await;
+    let got = call(
+        &api,
+        triggers::update,
+        Req::new("update-trigger", t)
+            .id(&id)
+            .header("if-match", "\"7\""),
+    )
+    .await;
+    assert_eq!(got.status, 412);
+    let unchanged = call(&api, triggers::get, Req::new("get-trigger", t).id(&id)).await;
+    assert_eq!(unchanged.body["version"], 1);
+    assert_eq!(unchanged.body["enabled"], true);
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn update_trigger_without_any_version_answers_428(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let t = tenant(&pool).await;
+    let id = created_id(&api, t).await;
+    let got = call(
+        &api,
+        triggers::update,
+        Req::new("update-trigger", t)
+            .id(&id)
+            .without_header("if-match"),
+    )
+    .await;
+    assert_eq!(got.status, 428);
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn update_trigger_validates_like_create_and_checks_the_echoed_id(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let t = tenant(&pool).await;
+    let id = created_id(&api, t).await;
+    let mut body = trigger_body("x");
+    body["id"] = json!(DEMO_TRIGGER);
+    body["actions"] = json!([]);
+    let got = call(
+        &api,
+        triggers::update,
+        Req::new("update-trigger", t).id(&id).body(&body),
+    )
+    .await;
+    assert_eq!(got.status, 422);
+    assert_eq!(got.error_paths(), vec!["$.actions"]);
+    body["actions"] = json!([{"url": "https://hooks.example.com/a"}]);
+    let got = call(
+        &api,
+        triggers::update,
+        Req::new("update-trigger", t).id(&id).body(&body),
+    )
+    .await;
+    assert_eq!(got.status, 422);
+    assert_eq!(got.error_paths(), vec!["$.id"]);
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn delete_trigger_removes_it_and_a_second_delete_answers_404(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let t = tenant(&pool).await;
+    let id = created_id(&api, t).await;
+    let stale = call(
+        &api,
+        triggers::delete,
+        Req::new("delete-trigger", t)
+            .id(&id)
+            .header("if-match", "\"5\""),
+    )
+    .await;
+    assert_eq!(stale.status, 412);
+    let got = call(
+        &api,
+        triggers::delete,
+        Req::new("delete-trigger", t).id(&id),
+    )
+    .await;
+    assert_eq!(got.status, 204);
+    assert_eq!(
+        call(&api, triggers::get, Req::new("get-trigger", t).id(&id))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        call(
+            &api,
+            triggers::delete,
+            Req::new("delete-trigger", t).id(&id)
+        )
+        .await
+        .status,
+        404
+    );
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn every_change_to_triggers_bumps_the_tenants_revision(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let t = tenant(&pool).await;
+    let revision = || async {
+        tenants::trigger_revision(&pool, t)
+            .await
+            .expect("query")
+            .expect("tenant")
+    };
+    assert_eq!(revision().await, 0);
+    let id = created_id(&api, t).await;
+    assert_eq!(revision().await, 1);
+    call(
+        &api,
+        triggers::update,
+        Req::new("update-trigger", t).id(&id),
+    )
+    .await;
+    assert_eq!(revision().await, 2);
+    call(
+        &api,
+        triggers::delete,
+        Req::new("delete-trigger", t).id(&id),
+    )
+    .await;
+    assert_eq!(revision().await, 3);
+    // A refused change leaves it alone.
+    create(&api, t, &json!({})).await;
+    assert_eq!(revision().await, 3);
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn every_trigger_sample_in_events_works_against_the_demo_tenant(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let demo = TenantId::parse(DEMO_TENANT).expect("uuid");
+    tenants::create(&pool, demo, "demo")
+        .await
+        .expect("demo tenant");
+    let spec = triggeriq::trigger::TriggerBody::parse(
+        &trigger_body("demo"),
+        triggeriq::trigger::BodyKind::Create,
+        &Default::default(),
+    )
+    .expect("spec")
+    .spec;
+    let demo_trigger = triggeriq::trigger::TriggerId(DEMO_TRIGGER.parse().expect("uuid"));
+    triggeriq::postgres::triggers::create_with_id(&pool, demo, demo_trigger, &spec, 1000)
+        .await
+        .expect("demo trigger");
+
+    let plain = |name: &str| Req(sample(name));
+    assert_eq!(
+        call(&api, triggers::create, plain("create-trigger"))
+            .await
+            .status,
+        201
+    );
+    let listed = call(&api, triggers::list, plain("list-triggers")).await;
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        call(&api, triggers::get, plain("get-trigger")).await.status,
+        200
+    );
+    assert_eq!(
+        call(&api, triggers::update, plain("update-trigger"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        call(&api, triggers::delete, plain("delete-trigger"))
+            .await
+            .status,
+        204
+    );
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn the_test_pattern_sample_matches_and_bad_patterns_answer_422(_pool: PgPool) {
+    let api = PatternApi {
+        max_request_bytes: 256 * 1024,
+        limits: Default::default(),
+    };
+    let run = |req: Req| async {
+        answer(api::respond(req.build(), |r| triggeriq::api::patterns::test(&api, r)).await)
+    };
+    let got = run(Req(sample("test-pattern"))).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.body, json!({"matches": true}));
+
+    let mut other = Req(sample("test-pattern"));
+    let body =
+        json!({"pattern": {"type": ["payment.failed"]}, "event": {"type": "payment.succeeded"}});
+    other = other.body(&body);
+    assert_eq!(run(other).await.body, json!({"matches": false}));
+
+    let bad = Req(sample("test-pattern"))
+        .body(&json!({"pattern": {"type": [{"prefix": 5}]}, "extra": 1}));
+    let got = run(bad).await;
+    assert_eq!(got.status, 422, "{}", got.body);
+    let paths = got.error_paths();
+    assert!(
+        paths.contains(&"$.event".to_owned()) && paths.contains(&"$.extra".to_owned()),
+        "{paths:?}"
+    );
+    assert!(
+        paths.iter().any(|p| p.starts_with("$.pattern.type")),
+        "{paths:?}"
+    );
+}
+
+mod authorizer_tests {
+    use super::*;
+    use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
+
+    fn request_with(authorization: Option<&str>) -> ApiGatewayV2CustomAuthorizerV2Request {
+        let mut event = sample("authorize-request");
+        match authorization {
+            Some(value) => event["headers"]["authorization"] = json!(value),
+            None => {
+                if let Some(h) = event["headers"].as_object_mut() {
+                    h.remove("authorization");
+                }
+            }
+        }
+        serde_json::from_value(event).expect("authorizer event")
+    }
+
+    #[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+    async fn a_valid_key_authorizes_its_tenant_and_a_revoked_one_does_not(pool: PgPool) {
+        let db = Database::from_pool(pool.clone());
+        let t = tenant(&pool).await;
+        let (key_id, key) = api_keys::create(&pool, t, "ci").await.expect("key");
+        let yes = authorizer::authorize(&db, &request_with(Some(&format!("Bearer {}", key.plain))))
+            .await
+            .expect("ok");
+        assert!(yes.is_authorized);
+        let context = yes.context.expect("context");
+        assert_eq!(context.tenant_id, t.to_string());
+        assert_eq!(context.api_key_id, key_id.to_string());
+        let lower =
+            authorizer::authorize(&db, &request_with(Some(&format!("bearer {}", key.plain))))
+                .await
+                .expect("ok");
+        assert!(lower.is_authorized, "the scheme is case-insensitive");
+
+        assert!(api_keys::revoke(&pool, t, key_id).await.expect("revoke"));
+        let no = authorizer::authorize(&db, &request_with(Some(&format!("Bearer {}", key.plain))))
+            .await
+            .expect("ok");
+        assert!(!no.is_authorized);
+        assert_eq!(no.context, None);
+    }
+
+    #[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+    async fn missing_malformed_and_unknown_keys_are_refused(pool: PgPool) {
+        let db = Database::from_pool(pool.clone());
+        let unknown = triggeriq::tenant::NewApiKey::generate();
+        for header in [
+            None,
+            Some("tiq_notbearer"),
+            Some("Basic dXNlcjpwYXNz"),
+            Some("Bearer tiq_short"),
+            Some(format!("Bearer {}", unknown.plain).as_str()),
+        ] {
+            let answer = authorizer::authorize(&db, &request_with(header))
+                .await
+                .expect("ok");
+            assert!(!answer.is_authorized, "{header:?}");
+        }
+    }
+
+    #[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+    async fn a_key_of_another_tenant_never_yields_this_tenant(pool: PgPool) {
+        let db = Database::from_pool(pool.clone());
+        let a = tenant(&pool).await;
+        let b = tenant(&pool).await;
+        let (_, key_b) = api_keys::create(&pool, b, "b").await.expect("key");
+        let got =
+            authorizer::authorize(&db, &request_with(Some(&format!("Bearer {}", key_b.plain))))
+                .await
+                .expect("ok");
+        assert_eq!(got.context.map(|c| c.tenant_id), Some(b.to_string()));
+        assert_ne!(a, b);
+    }
+}
