@@ -14,6 +14,9 @@ use triggeriq::config::ApiConfig;
 use triggeriq::postgres::{Database, api_keys, tenants};
 use triggeriq::tenant::TenantId;
 
+#[path = "support/openapi.rs"]
+mod openapi;
+
 const DEMO_TENANT: &str = "0190f0a0-0000-7000-8000-000000000001";
 const DEMO_TRIGGER: &str = "0190f0a0-0000-7000-8000-0000000000f1";
 
@@ -958,5 +961,47 @@ mod authorizer_tests {
                 .expect("ok");
         assert_eq!(got.context.map(|c| c.tenant_id), Some(b.to_string()));
         assert_ne!(a, b);
+    }
+}
+
+#[test]
+fn every_openapi_operation_has_a_function_and_a_sample_with_its_route() {
+    let operations = openapi::operations();
+    assert!(!operations.is_empty());
+    for (route_key, function) in &operations {
+        let main = format!(
+            "{}/../functions/{function}/src/main.rs",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        assert!(
+            std::path::Path::new(&main).exists(),
+            "{route_key}: no function {function}"
+        );
+        let event = sample(function);
+        assert_eq!(
+            event["routeKey"].as_str(),
+            Some(route_key.as_str()),
+            "events/{function}.json routeKey"
+        );
+    }
+    // And every route sample is described.
+    let dir = format!("{}/../events", env!("CARGO_MANIFEST_DIR"));
+    for entry in std::fs::read_dir(&dir).expect("events dir").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(function) = name.strip_suffix(".json") else {
+            continue;
+        };
+        let event = sample(function);
+        if event["version"] == "2.0"
+            && event.get("type").is_none()
+            && let Some(route_key) = event["routeKey"].as_str()
+        {
+            assert!(
+                operations
+                    .iter()
+                    .any(|(r, f)| r == route_key && function.starts_with(f.as_str())),
+                "events/{name} ({route_key}) is not an operation of openapi.yaml"
+            );
+        }
     }
 }

@@ -1,0 +1,54 @@
+# TriggerIQ: `make dev` runs it locally, `make test` runs every check CI runs.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+export DATABASE_URL ?= postgres://postgres:postgres@127.0.0.1:5432/triggeriq
+TOOLS ?= $(HOME)/.cache/triggeriq/tools
+SQLX := $(TOOLS)/bin/cargo-sqlx
+
+.PHONY: help setup services dev test fmt-check clippy sqlx-check sqlx-prepare unit lint-infra build migrate
+
+help:
+	@echo "make dev          run TriggerIQ locally"
+	@echo "make test         everything CI checks: fmt, clippy, .sqlx freshness, tests, infra lint"
+	@echo "make build        release arm64 zips of every function (cargo lambda)"
+	@echo "make sqlx-prepare refresh .sqlx/ after changing a query"
+
+setup:
+	scripts/setup.sh
+
+# Postgres (and, with the pipeline, the AWS emulator) on 127.0.0.1.
+services: setup
+	scripts/postgres.sh >/dev/null
+
+migrate: services
+	$(SQLX) sqlx migrate run --source shared/migrations
+
+dev: migrate
+	scripts/dev.sh
+
+fmt-check:
+	cargo fmt --all -- --check
+
+clippy:
+	SQLX_OFFLINE=true cargo clippy --workspace --all-targets -- -D warnings
+
+# Fails when a query changed without `make sqlx-prepare`.
+sqlx-check: migrate
+	$(SQLX) sqlx prepare --workspace --check -- --all-targets
+
+sqlx-prepare: migrate
+	$(SQLX) sqlx prepare --workspace -- --all-targets
+
+unit: migrate
+	SQLX_OFFLINE=true cargo test --workspace
+
+lint-infra:
+	scripts/lint-infra.sh
+
+test: fmt-check clippy sqlx-check unit lint-infra
+	@echo "all checks passed"
+
+build: setup
+	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --release --arm64

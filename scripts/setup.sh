@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what TriggerIQ's tests and local stack need and is missing on this machine:
+# PostgreSQL (apt), a Python virtualenv at .venv with moto's server and cargo-lambda (PyPI),
+# and sqlx-cli (crates.io, cached under ~/.cache/triggeriq/tools). Safe to run again.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { printf '==> %s\n' "$*"; }
+
+# --- PostgreSQL -------------------------------------------------------------------------
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+  say "installing PostgreSQL from apt"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq postgresql >/dev/null
+fi
+
+# --- Python tools -------------------------------------------------------------------------
+# moto: the local DynamoDB/SQS/S3. cargo-lambda (with Zig) from PyPI: seconds, where
+# `cargo install cargo-lambda` takes 13 minutes; don't mix the two (switching rebuilds).
+PY_PACKAGES=("moto[server]==5.2.1" "cargo-lambda==1.9.2")
+venv=.venv
+stamp="$venv/.setup-packages"
+if [[ ! -x "$venv/bin/python" ]]; then
+  say "creating the Python virtualenv $venv"
+  python3 -m venv "$venv"
+fi
+if [[ "$(cat "$stamp" 2>/dev/null)" != "${PY_PACKAGES[*]}" ]]; then
+  say "installing ${PY_PACKAGES[*]}"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
+  echo "${PY_PACKAGES[*]}" >"$stamp"
+fi
+
+# --- sqlx-cli (for the .sqlx freshness check) -----------------------------------------------
+tools="${TRIGGERIQ_TOOLS:-$HOME/.cache/triggeriq/tools}"
+if [[ ! -x "$tools/bin/cargo-sqlx" ]]; then
+  say "installing sqlx-cli into $tools (a few minutes, once)"
+  cargo install sqlx-cli --version 0.8.6 --locked --no-default-features --features postgres,rustls \
+    --root "$tools" --quiet
+fi
+say "setup done"
