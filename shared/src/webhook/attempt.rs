@@ -50,7 +50,8 @@ pub struct AttemptError {
 }
 
 impl AttemptError {
-    pub(crate) fn new(kind: AttemptErrorKind, message: impl Into<String>) -> Self {
+    /// An error of `kind` with a human-readable `message`.
+    pub fn new(kind: AttemptErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
             message: message.into(),

@@ -56,6 +56,9 @@ fn is_moto(addr: &str) -> bool {
 /// Starts `scripts/moto.sh serve` (moto with requests serialised, see there)
 /// on a free port under a watchdog shell that stops it once this test process
 /// is gone (statics are never dropped, so no Drop could do it).
+// The watchdog outlives this process by design (it only exits once we are
+// gone), so there is nothing to wait for; init reaps it.
+#[allow(clippy::zombie_processes)]
 fn start_private_moto() -> String {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
