@@ -143,7 +143,7 @@ impl ClaimCheck {
     /// Wraps the JSON `body` of message `id` for the queue: inline when the
     /// envelope fits the threshold, otherwise stored in S3 first (the object
     /// is written before this returns, so a queued reference always resolves).
-    #[tracing::instrument(skip(self, body), fields(tenant, id, size = body.len()))]
+    #[tracing::instrument(skip(self, body, now), fields(size = body.len()))]
     pub async fn wrap(
         &self,
         tenant: &str,

@@ -64,7 +64,7 @@ impl CooldownLock {
         self.put(pk, cooldown, now).await
     }
 
-    #[tracing::instrument(skip(self, now), fields(pk = %pk))]
+    #[tracing::instrument(skip(self, cooldown, now))]
     async fn put(
         &self,
         pk: String,

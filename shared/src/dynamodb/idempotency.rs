@@ -59,7 +59,7 @@ impl IdempotencyStore {
     }
 
     /// Claims `(tenant, event_id)` for `ttl` from `now`.
-    #[tracing::instrument(skip(self), fields(tenant))]
+    #[tracing::instrument(skip(self, ttl, now))]
     pub async fn claim(
         &self,
         tenant: &str,
@@ -110,7 +110,7 @@ impl IdempotencyStore {
 
     /// Deletes the claim if `token` still holds it. `Ok(false)` when it was
     /// already gone or belongs to another claim.
-    #[tracing::instrument(skip(self, token), fields(tenant))]
+    #[tracing::instrument(skip(self, token))]
     pub async fn release(
         &self,
         tenant: &str,

@@ -107,7 +107,7 @@ impl RateLimiter {
     /// A `cost` above `limit.capacity` can never be allowed and is an
     /// [`DynamoError::InvalidInput`] (configure the capacity at least as large
     /// as the largest batch). A `cost` of 0 is allowed without a call.
-    #[tracing::instrument(skip(self), fields(tenant))]
+    #[tracing::instrument(skip(self, now))]
     pub async fn acquire(
         &self,
         tenant: &str,

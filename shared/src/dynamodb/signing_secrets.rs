@@ -111,7 +111,7 @@ impl SigningSecretStore {
     }
 
     /// The stored secrets, creating a first secret if the tenant has none.
-    #[tracing::instrument(skip(self, now), fields(tenant))]
+    #[tracing::instrument(skip(self, now))]
     pub async fn get_or_create(
         &self,
         tenant: &str,
@@ -141,7 +141,7 @@ impl SigningSecretStore {
 
     /// Replaces the current secret with a new one and returns the new one;
     /// the replaced secret stays active for [`Self::overlap`].
-    #[tracing::instrument(skip(self, now), fields(tenant))]
+    #[tracing::instrument(skip(self, now))]
     pub async fn rotate(
         &self,
         tenant: &str,
