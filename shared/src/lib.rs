@@ -10,6 +10,16 @@ pub mod pattern;
 pub mod problem;
 pub mod tenant;
 pub mod trigger;
+pub mod webhook;
+
+#[cfg(feature = "aws")]
+pub mod aws;
+#[cfg(feature = "aws")]
+pub mod dynamodb;
+#[cfg(feature = "aws")]
+pub mod s3;
+#[cfg(feature = "aws")]
+pub mod sqs;
 
 #[cfg(feature = "postgres")]
 pub mod postgres;

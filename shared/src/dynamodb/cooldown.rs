@@ -1,0 +1,104 @@
+//! Cooldown locks: after a trigger fires, it may not fire again (for the same
+//! group, if any) until its cooldown has passed.
+//!
+//! One conditional `PutItem` that succeeds only when no unexpired lock exists;
+//! the lock's end is kept in milliseconds (`until_ms`) because cooldowns can
+//! be short, and `expires_at` (seconds, rounded up) lets TTL remove it later.
+//! Whoever wins the put owns this cooldown period, so of several concurrent
+//! evaluations of one trigger exactly one fires.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{DynamoError, Table, epoch_seconds_ceil, n, partition_key, s};
+
+const SORT_KEY: &str = "COOLDOWN";
+
+/// Cooldown locks in the shared table.
+#[derive(Debug, Clone)]
+pub struct CooldownLock {
+    table: Table,
+}
+
+impl CooldownLock {
+    /// Locks stored in `table`.
+    pub fn new(table: Table) -> Self {
+        Self { table }
+    }
+
+    /// Takes the cooldown of `(tenant, trigger_id)` for `cooldown` from `now`.
+    /// `Ok(true)`: the caller may fire; `Ok(false)`: a cooldown is running.
+    pub async fn try_acquire(
+        &self,
+        tenant: &str,
+        trigger_id: &str,
+        cooldown: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, DynamoError> {
+        let pk = partition_key(
+            "COOLDOWN",
+            &[("tenant", tenant), ("trigger_id", trigger_id)],
+        )?;
+        self.put(pk, cooldown, now).await
+    }
+
+    /// [`Self::try_acquire`] for one group of a trigger (for example one
+    /// customer, when the trigger groups by `data.customer_id`).
+    pub async fn try_acquire_group(
+        &self,
+        tenant: &str,
+        trigger_id: &str,
+        group: &str,
+        cooldown: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, DynamoError> {
+        let pk = partition_key(
+            "COOLDOWN",
+            &[
+                ("tenant", tenant),
+                ("trigger_id", trigger_id),
+                ("group", group),
+            ],
+        )?;
+        self.put(pk, cooldown, now).await
+    }
+
+    #[tracing::instrument(skip(self, cooldown, now))]
+    async fn put(
+        &self,
+        pk: String,
+        cooldown: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, DynamoError> {
+        let cooldown =
+            chrono::Duration::from_std(cooldown).map_err(|_| DynamoError::InvalidInput {
+                field: "cooldown",
+                reason: "too long".to_owned(),
+            })?;
+        let until = now + cooldown;
+        let put = self
+            .table
+            .client()
+            .put_item()
+            .table_name(self.table.name())
+            .item("pk", s(&pk))
+            .item("sk", s(SORT_KEY))
+            .item("until_ms", n(until.timestamp_millis()))
+            .item("expires_at", n(epoch_seconds_ceil(until)))
+            .condition_expression("attribute_not_exists(pk) OR until_ms <= :now")
+            .expression_attribute_values(":now", n(now.timestamp_millis()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(DynamoError::sdk("PutItem", e)),
+        }
+    }
+}
