@@ -1,0 +1,332 @@
+//! `template.yaml` and `functions/` must describe the same Lambda functions.
+//!
+//! Every `functions/<name>/` crate needs exactly one `AWS::Serverless::Function` that SAM builds
+//! from it (`CodeUri: .`, `Metadata.BuildMethod: rust-cargolambda`,
+//! `Metadata.BuildProperties.Binary: <name>`), and every such function needs its crate. A
+//! function also needs its `Errors` and `Throttles` alarms: a function nobody hears fail is
+//! almost as bad as a missing one. The check lists every disagreement by name, so one run says
+//! everything that has to change.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_yaml_ng::Value;
+
+/// The alarms each function must have, by CloudWatch metric name.
+const REQUIRED_ALARMS: [&str; 2] = ["Errors", "Throttles"];
+
+#[test]
+fn template_declares_exactly_the_functions_in_the_functions_directory() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("cli/ sits inside the workspace root");
+    if let Err(problems) = check(root) {
+        panic!(
+            "template.yaml and functions/ disagree:\n  - {}",
+            problems.join("\n  - ")
+        );
+    }
+}
+
+#[test]
+fn a_function_directory_without_a_template_function_is_reported_by_name() {
+    let fixture = Fixture::new("missing", &["ingest-events", "get-event"]);
+    fixture.template(&[function_block("IngestEvents", "ingest-events")]);
+    let problems = check(&fixture.root).expect_err("get-event has no template function");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("functions/get-event/"), "{problems:?}");
+    assert!(
+        problems[0].contains("no AWS::Serverless::Function"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_template_function_without_a_directory_is_reported_as_stale() {
+    let fixture = Fixture::new("stale", &["ingest-events"]);
+    fixture.template(&[
+        function_block("IngestEvents", "ingest-events"),
+        function_block("OldThing", "old-thing"),
+    ]);
+    let problems = check(&fixture.root).expect_err("old-thing has no directory");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("OldThing"), "{problems:?}");
+    assert!(
+        problems[0].contains("functions/old-thing/ does not exist"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_function_without_its_alarms_is_reported() {
+    let fixture = Fixture::new("alarms", &["ingest-events"]);
+    let mut block = function_block("IngestEvents", "ingest-events");
+    // Keep the Errors alarm only.
+    block.truncate(
+        block
+            .find("  IngestEventsThrottlesAlarm:")
+            .expect("fixture has a Throttles alarm"),
+    );
+    fixture.template(&[block]);
+    let problems = check(&fixture.root).expect_err("the Throttles alarm is missing");
+    assert_eq!(
+        problems,
+        vec!["IngestEventsFunction (ingest-events) has no AWS/Lambda Throttles alarm".to_owned()]
+    );
+}
+
+#[test]
+fn a_function_built_some_other_way_is_reported() {
+    let fixture = Fixture::new("build", &["ingest-events"]);
+    let block = function_block("IngestEvents", "ingest-events")
+        .replace("BuildMethod: rust-cargolambda", "BuildMethod: makefile")
+        .replace("CodeUri: .", "CodeUri: functions/ingest-events");
+    fixture.template(&[block]);
+    let problems = check(&fixture.root).expect_err("wrong build method and code uri");
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("BuildMethod")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("CodeUri")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_crate_whose_package_name_differs_from_its_directory_is_reported() {
+    let fixture = Fixture::new("package", &["ingest-events"]);
+    fs::write(
+        fixture.root.join("functions/ingest-events/Cargo.toml"),
+        "[package]\nname = \"ingest\"\n",
+    )
+    .expect("write");
+    fixture.template(&[function_block("IngestEvents", "ingest-events")]);
+    let problems = check(&fixture.root).expect_err("package name differs");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("package \"ingest\""), "{problems:?}");
+}
+
+/// Every disagreement between `root/template.yaml` and `root/functions/`, one line each.
+fn check(root: &Path) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    let template = read_template(&root.join("template.yaml")).map_err(|e| vec![e])?;
+    let resources = match template.get("Resources").and_then(Value::as_mapping) {
+        Some(resources) => resources,
+        None => return Err(vec!["template.yaml: no Resources mapping".to_owned()]),
+    };
+
+    // Binary name -> logical id of the function that builds it.
+    let mut functions: BTreeMap<String, String> = BTreeMap::new();
+    for (id, resource) in resources {
+        let Some(id) = id.as_str() else { continue };
+        if resource.get("Type").and_then(Value::as_str) != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let metadata = resource.get("Metadata");
+        let build_method = metadata
+            .and_then(|m| m.get("BuildMethod"))
+            .and_then(Value::as_str);
+        if build_method != Some("rust-cargolambda") {
+            problems.push(format!(
+                "{id}: Metadata.BuildMethod is {build_method:?}, expected \"rust-cargolambda\""
+            ));
+        }
+        let code_uri = resource
+            .get("Properties")
+            .and_then(|p| p.get("CodeUri"))
+            .and_then(Value::as_str);
+        if code_uri != Some(".") {
+            problems.push(format!(
+                "{id}: Properties.CodeUri is {code_uri:?}, expected \".\" (the workspace root)"
+            ));
+        }
+        let binary = metadata
+            .and_then(|m| m.get("BuildProperties"))
+            .and_then(|b| b.get("Binary"))
+            .and_then(Value::as_str);
+        let Some(binary) = binary else {
+            problems.push(format!(
+                "{id}: no Metadata.BuildProperties.Binary naming the crate in functions/"
+            ));
+            continue;
+        };
+        if let Some(other) = functions.insert(binary.to_owned(), id.to_owned()) {
+            problems.push(format!("{id} and {other} both build binary {binary}"));
+        }
+    }
+
+    let crates = match function_crates(&root.join("functions")) {
+        Ok(crates) => crates,
+        Err(e) => return Err(vec![e]),
+    };
+    for (dir, package) in &crates {
+        if package != dir {
+            problems.push(format!(
+                "functions/{dir}/Cargo.toml declares package {package:?}; cargo-lambda builds the binary named after the directory, so they must match"
+            ));
+        }
+        if !functions.contains_key(dir) {
+            problems.push(format!(
+                "functions/{dir}/ has no AWS::Serverless::Function in template.yaml with Metadata.BuildProperties.Binary: {dir}"
+            ));
+        }
+    }
+    for (binary, id) in &functions {
+        if !crates.contains_key(binary) {
+            problems.push(format!("template.yaml {id} builds binary {binary}, but functions/{binary}/ does not exist (stale)"));
+        }
+    }
+
+    let alarmed = lambda_alarms(resources);
+    for (binary, id) in &functions {
+        for metric in REQUIRED_ALARMS {
+            if !alarmed.contains(&(id.clone(), metric.to_owned())) {
+                problems.push(format!("{id} ({binary}) has no AWS/Lambda {metric} alarm"));
+            }
+        }
+    }
+
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+fn read_template(path: &Path) -> Result<Value, String> {
+    let text =
+        fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: not valid YAML: {e}", path.display()))
+}
+
+/// Directory name -> package name, for every directory under `functions/` with a Cargo.toml.
+fn function_crates(dir: &Path) -> Result<BTreeMap<String, String>, String> {
+    let entries = fs::read_dir(dir).map_err(|e| format!("{}: cannot list: {e}", dir.display()))?;
+    let mut crates = BTreeMap::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("{}: cannot list: {e}", dir.display()))?;
+        let manifest = entry.path().join("Cargo.toml");
+        if !manifest.is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let text = fs::read_to_string(&manifest)
+            .map_err(|e| format!("{}: cannot read: {e}", manifest.display()))?;
+        let package = package_name(&text)
+            .ok_or_else(|| format!("{}: no [package] name", manifest.display()))?;
+        crates.insert(name, package);
+    }
+    Ok(crates)
+}
+
+/// The `name` of the `[package]` table; function manifests keep it on one plain line.
+fn package_name(manifest: &str) -> Option<String> {
+    let mut in_package = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package && let Some(value) = line.strip_prefix("name").map(str::trim_start) {
+            let value = value.strip_prefix('=')?.trim();
+            return Some(value.trim_matches('"').to_owned());
+        }
+    }
+    None
+}
+
+/// (function logical id, metric name) for every AWS/Lambda alarm on one function.
+fn lambda_alarms(resources: &serde_yaml_ng::Mapping) -> BTreeSet<(String, String)> {
+    let mut alarmed = BTreeSet::new();
+    for resource in resources.values() {
+        if resource.get("Type").and_then(Value::as_str) != Some("AWS::CloudWatch::Alarm") {
+            continue;
+        }
+        let Some(properties) = resource.get("Properties") else {
+            continue;
+        };
+        if properties.get("Namespace").and_then(Value::as_str) != Some("AWS/Lambda") {
+            continue;
+        }
+        let Some(metric) = properties.get("MetricName").and_then(Value::as_str) else {
+            continue;
+        };
+        let dimensions = properties
+            .get("Dimensions")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten();
+        for dimension in dimensions {
+            if dimension.get("Name").and_then(Value::as_str) == Some("FunctionName")
+                && let Some(target) = dimension.get("Value").and_then(reference)
+            {
+                alarmed.insert((target, metric.to_owned()));
+            }
+        }
+    }
+    alarmed
+}
+
+/// The logical id in `!Ref X` (short form, a YAML tag) or `{Ref: X}` (long form).
+fn reference(value: &Value) -> Option<String> {
+    match value {
+        Value::Tagged(tagged) if tagged.tag == "Ref" => tagged.value.as_str().map(str::to_owned),
+        Value::Mapping(map) if map.len() == 1 => {
+            map.get("Ref").and_then(Value::as_str).map(str::to_owned)
+        }
+        _ => None,
+    }
+}
+
+/// A throwaway workspace root with `functions/<name>/Cargo.toml` for each name.
+struct Fixture {
+    root: PathBuf,
+}
+
+impl Fixture {
+    fn new(test: &str, functions: &[&str]) -> Self {
+        let root = std::env::temp_dir().join(format!(
+            "triggeriq-template-test-{}-{test}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&root);
+        for name in functions {
+            let dir = root.join("functions").join(name);
+            fs::create_dir_all(&dir).expect("create fixture dir");
+            fs::write(
+                dir.join("Cargo.toml"),
+                format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\n"),
+            )
+            .expect("write fixture manifest");
+        }
+        Self { root }
+    }
+
+    fn template(&self, blocks: &[String]) {
+        let text = format!(
+            "Transform: AWS::Serverless-2016-10-31\nResources:\n{}",
+            blocks.concat()
+        );
+        fs::write(self.root.join("template.yaml"), text).expect("write fixture template");
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+/// A function as template.yaml writes it, with its two alarms, in the short tag form.
+fn function_block(logical: &str, binary: &str) -> String {
+    let mut block = format!(
+        "  {logical}Function:\n    Type: AWS::Serverless::Function\n    Metadata:\n      BuildMethod: rust-cargolambda\n      BuildProperties:\n        Binary: {binary}\n    Properties:\n      CodeUri: .\n      Environment:\n        Variables:\n          TABLE_NAME: !Ref Table\n"
+    );
+    for metric in REQUIRED_ALARMS {
+        block.push_str(&format!(
+            "  {logical}{metric}Alarm:\n    Type: AWS::CloudWatch::Alarm\n    Properties:\n      Namespace: AWS/Lambda\n      MetricName: {metric}\n      Dimensions: [{{Name: FunctionName, Value: !Ref {logical}Function}}]\n"
+        ));
+    }
+    block
+}
