@@ -5,7 +5,7 @@ SHELL := bash
 
 export DATABASE_URL ?= postgres://postgres:postgres@127.0.0.1:5432/triggeriq
 TOOLS ?= $(HOME)/.cache/triggeriq/tools
-SQLX := $(TOOLS)/bin/cargo-sqlx
+SQLX := PATH="$(TOOLS)/bin:$$PATH" cargo sqlx
 
 .PHONY: help setup services dev test fmt-check clippy sqlx-check sqlx-prepare unit lint-infra build migrate
 
@@ -23,7 +23,7 @@ services: setup
 	scripts/postgres.sh >/dev/null
 
 migrate: services
-	$(SQLX) sqlx migrate run --source shared/migrations
+	$(SQLX) migrate run --source shared/migrations
 
 dev: migrate
 	scripts/dev.sh
@@ -36,10 +36,10 @@ clippy:
 
 # Fails when a query changed without `make sqlx-prepare`.
 sqlx-check: migrate
-	$(SQLX) sqlx prepare --workspace --check -- --all-targets
+	$(SQLX) prepare --workspace --check -- --all-targets
 
 sqlx-prepare: migrate
-	$(SQLX) sqlx prepare --workspace -- --all-targets
+	$(SQLX) prepare --workspace -- --all-targets
 
 unit: migrate
 	SQLX_OFFLINE=true cargo test --workspace
