@@ -7,7 +7,7 @@ export DATABASE_URL ?= postgres://postgres:postgres@127.0.0.1:5432/triggeriq
 TOOLS ?= $(HOME)/.cache/triggeriq/tools
 SQLX := PATH="$(TOOLS)/bin:$$PATH" cargo sqlx
 
-.PHONY: help setup services dev test fmt-check clippy sqlx-check sqlx-prepare unit lint-infra build migrate
+.PHONY: help setup services dev test fmt-check no-openssl clippy sqlx-check sqlx-prepare unit lint-infra build migrate
 
 help:
 	@echo "make dev          run TriggerIQ locally"
@@ -47,7 +47,13 @@ unit: migrate
 lint-infra:
 	scripts/lint-infra.sh
 
-test: fmt-check clippy sqlx-check unit lint-infra
+# rustls only: OpenSSL must not appear anywhere in the dependency graph.
+no-openssl:
+	@if cargo tree --workspace --target all -e normal,build,dev -i openssl-sys >/dev/null 2>&1; then \
+	  echo "openssl-sys is in the dependency tree:"; cargo tree --workspace --target all -i openssl-sys; exit 1; fi
+	@echo "no openssl-sys"
+
+test: fmt-check no-openssl clippy sqlx-check unit lint-infra
 	@echo "all checks passed"
 
 build: setup
