@@ -63,14 +63,14 @@ fn exact_matches(e: &Exact, s: Scalar<'_>) -> bool {
 pub(crate) fn anything_but_excludes(a: &AnythingBut, s: Scalar<'_>) -> bool {
     match (a, s) {
         (AnythingBut::Strings(list), Scalar::Str(v)) => list.iter().any(|x| x == v),
-        (AnythingBut::Numbers(list), Scalar::Num(n)) => list.iter().any(|x| *x == n),
+        (AnythingBut::Numbers(list), Scalar::Num(n)) => list.contains(&n),
         (AnythingBut::Prefix(list), Scalar::Str(v)) => {
             list.iter().any(|p| v.starts_with(p.as_str()))
         }
         (AnythingBut::Suffix(list), Scalar::Str(v)) => list.iter().any(|p| v.ends_with(p.as_str())),
         (AnythingBut::IgnoreCase(list), Scalar::Str(v)) => {
             let lower = lowercase(v);
-            list.iter().any(|p| *p == lower)
+            list.contains(&lower)
         }
         (AnythingBut::Wildcard(list), Scalar::Str(v)) => list.iter().any(|w| w.matches(v)),
         _ => false,
@@ -160,7 +160,7 @@ fn insert<'a>(obj: &mut NObj<'a>, segs: &[&'a str], v: &'a Value) {
     }
 }
 
-fn collect_scalars<'v, 'a>(v: &'v NVal<'a>, out: &mut Vec<Scalar<'a>>) {
+fn collect_scalars<'a>(v: &NVal<'a>, out: &mut Vec<Scalar<'a>>) {
     match v {
         NVal::Scalar(s) => out.push(*s),
         NVal::Arr(items) => items.iter().for_each(|i| collect_scalars(i, out)),
