@@ -211,12 +211,18 @@ impl Doc {
         if cached.0 != NONE {
             return Some(cached);
         }
-        let Scalar::Str(s) = self.scalar(event, leaf) else {
+        let Leaf::Str { start, end, owned } = self.leaves[leaf as usize] else {
             return None;
         };
+        let src = if owned { self.owned.as_str() } else { event };
+        let s = src.get(start as usize..end as usize).unwrap_or("");
         let start = self.lower_buf.len();
-        let lowered: String = super::value::lowercase(s);
-        self.lower_buf.push_str(&lowered);
+        if s.is_ascii() {
+            self.lower_buf
+                .extend(s.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+        } else {
+            self.lower_buf.extend(super::value::lower_chars(s));
+        }
         let range = (start as u32, self.lower_buf.len() as u32);
         self.lower[leaf as usize] = range;
         Some(range)
@@ -367,6 +373,10 @@ impl Scanner<'_, '_> {
 
     #[inline]
     fn ws(&mut self) {
+        // Compact JSON has no whitespace: one test in the common case.
+        if self.src.get(self.pos).is_some_and(|b| *b > b' ') {
+            return;
+        }
         while let Some(b) = self.src.get(self.pos) {
             if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
                 self.pos += 1;
@@ -521,7 +531,10 @@ impl Scanner<'_, '_> {
                 let hit = (quote.wrapping_sub(ONES) & !quote)
                     | (back.wrapping_sub(ONES) & !back)
                     | (x.wrapping_sub(ONES * 0x20) & !x);
-                if hit & HIGH != 0 {
+                let found = hit & HIGH;
+                if found != 0 {
+                    // The lowest flagged byte is always a real hit.
+                    self.pos += (found.trailing_zeros() / 8) as usize;
                     break;
                 }
                 self.pos += 8;
@@ -849,6 +862,39 @@ mod tests {
         assert!(serde_json::from_str::<serde_json::Value>(&deep_ok).is_ok());
         assert!(scan(deep_bad.as_bytes(), &trie, &mut doc).is_err());
         assert!(serde_json::from_str::<serde_json::Value>(&deep_bad).is_err());
+    }
+
+    #[test]
+    fn strings_decode_like_serde_json_at_every_offset() {
+        let mut trie = PathTrie::new();
+        let a = trie.acquire(&["a"]);
+        for len in 0..20 {
+            for at in 0..=len {
+                for special in ["\\\"", "\\n", "\\u00e9", "\\ud83d\\ude80", "é", "\u{1}"] {
+                    let body: String = (0..len)
+                        .map(|i| {
+                            if i == at {
+                                special.to_owned()
+                            } else {
+                                "x".to_owned()
+                            }
+                        })
+                        .collect();
+                    let json = format!(r#"{{"a": "{body}", "b": "{body}"}}"#);
+                    let mut doc = Doc::default();
+                    let ours = scan(json.as_bytes(), &trie, &mut doc);
+                    let theirs: Result<serde_json::Value, _> = serde_json::from_str(&json);
+                    assert_eq!(ours.is_ok(), theirs.is_ok(), "{json}");
+                    if let (Ok(text), Ok(v)) = (ours, theirs) {
+                        let leaf = doc.leaves_at(a).next().expect("a is kept");
+                        match doc.scalar(text, leaf) {
+                            Scalar::Str(s) => assert_eq!(Some(s), v["a"].as_str(), "{json}"),
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

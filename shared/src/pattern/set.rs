@@ -400,12 +400,13 @@ where
                 };
                 index.any_targets().iter().for_each(|t| visit(*t));
                 if index.needs_lowercase() {
-                    let ids: Vec<u32> = doc.leaves_at(*trie).collect();
-                    for leaf in ids {
+                    let mut leaf = doc.heads[*trie as usize];
+                    while leaf != NONE {
                         let lower = doc.lowered(text, leaf);
                         let lower_str =
                             lower.and_then(|(a, b)| doc.lower_buf.get(a as usize..b as usize));
                         index.lookup(doc.scalar(text, leaf), lower_str, &mut visit);
+                        leaf = doc.leaf_next[leaf as usize];
                     }
                 } else {
                     for leaf in leaves {
