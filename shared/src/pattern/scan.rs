@@ -20,9 +20,64 @@ pub(crate) struct PathTrie {
     free: Vec<u32>,
 }
 
+/// A trie node's children: a short list probed linearly (the common case:
+/// objects name few fields), a hash map once there are many.
+#[derive(Debug, Default)]
+struct Children {
+    small: Vec<(Box<str>, u32)>,
+    map: Option<FxHashMap<Box<str>, u32>>,
+}
+
+const SMALL_CHILDREN: usize = 16;
+
+impl Children {
+    #[inline]
+    fn get(&self, key: &str) -> Option<u32> {
+        if let Some(map) = &self.map {
+            return map.get(key).copied();
+        }
+        let key = key.as_bytes();
+        self.small
+            .iter()
+            .find(|(k, _)| {
+                k.len() == key.len() && k.as_bytes().first() == key.first() && k.as_bytes() == key
+            })
+            .map(|(_, v)| *v)
+    }
+
+    fn insert(&mut self, key: Box<str>, value: u32) {
+        match &mut self.map {
+            Some(map) => {
+                map.insert(key, value);
+            }
+            None => {
+                self.small.push((key, value));
+                if self.small.len() > SMALL_CHILDREN {
+                    self.map = Some(self.small.drain(..).collect());
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        match &mut self.map {
+            Some(map) => {
+                map.remove(key);
+            }
+            None => self.small.retain(|(k, _)| &**k != key),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.map
+            .as_ref()
+            .map_or(self.small.is_empty(), |m| m.is_empty())
+    }
+}
+
 #[derive(Debug, Default)]
 struct TrieNode {
-    children: FxHashMap<Box<str>, u32>,
+    children: Children,
     parent: u32,
     key: Box<str>,
     refs: u32,
@@ -54,7 +109,7 @@ impl PathTrie {
     }
 
     fn child(&self, node: u32, key: &str) -> Option<u32> {
-        self.nodes[node as usize].children.get(key).copied()
+        self.nodes[node as usize].children.get(key)
     }
 
     fn has_children(&self, node: u32) -> bool {
@@ -71,7 +126,7 @@ impl PathTrie {
                 Some(c) => c,
                 None => {
                     let node = TrieNode {
-                        children: FxHashMap::default(),
+                        children: Children::default(),
                         parent: at,
                         key: (*seg).into(),
                         refs: 0,
@@ -104,7 +159,7 @@ impl PathTrie {
             n.refs = n.refs.saturating_sub(1);
             if n.refs == 0 && at != 0 {
                 let key = std::mem::take(&mut n.key);
-                n.children = FxHashMap::default();
+                n.children = Children::default();
                 self.nodes[parent as usize].children.remove(&key);
                 self.free.push(at);
             }
@@ -393,7 +448,14 @@ impl Scanner<'_, '_> {
 
     fn value(&mut self, ctx: Ctx, depth: usize) -> Result<(), EventError> {
         match self.peek() {
-            Some(b'{') => self.object(ctx, depth + 1),
+            Some(b'{') => match ctx {
+                Ctx::Keep { trie, .. } if self.trie.has_children(trie) => {
+                    self.object(ctx, depth + 1)
+                }
+                // Nothing below is named (or only scalars are): validate and move on.
+                _ => self.skip(depth),
+            },
+            Some(b'[') if matches!(ctx, Ctx::Skip) => self.skip(depth),
             Some(b'[') => self.array(ctx, depth + 1),
             Some(b'"') => {
                 let (start, end, escaped) = self.string()?;
@@ -429,6 +491,87 @@ impl Scanner<'_, '_> {
             Some(_) => Err(self.err("expected a JSON value")),
             None => Err(self.err("unexpected end of input")),
         }
+    }
+
+    /// Validates and skips one value, iteratively and without keeping
+    /// anything: the fast path for the parts of an event no pattern names.
+    /// `depth` is the nesting depth of the value's parent.
+    fn skip(&mut self, depth: usize) -> Result<(), EventError> {
+        // Closing bracket expected for each container opened here.
+        let mut closers = [0u8; EVENT_MAX_DEPTH + 1];
+        let mut open = 0usize;
+        'value: loop {
+            match self.peek() {
+                Some(c @ (b'{' | b'[')) => {
+                    if depth + open + 1 > EVENT_MAX_DEPTH {
+                        return Err(self.err("nested too deeply"));
+                    }
+                    self.pos += 1;
+                    self.ws();
+                    let (close, object) = if c == b'{' {
+                        (b'}', true)
+                    } else {
+                        (b']', false)
+                    };
+                    if self.peek() == Some(close) {
+                        self.pos += 1;
+                    } else {
+                        closers[open] = close;
+                        open += 1;
+                        if object {
+                            self.skip_key()?;
+                        }
+                        continue 'value;
+                    }
+                }
+                Some(b'"') => {
+                    self.string()?;
+                }
+                Some(b't') => self.literal(b"true", Ctx::Skip, Leaf::Null)?,
+                Some(b'f') => self.literal(b"false", Ctx::Skip, Leaf::Null)?,
+                Some(b'n') => self.literal(b"null", Ctx::Skip, Leaf::Null)?,
+                Some(b'-' | b'0'..=b'9') => self.number(Ctx::Skip)?,
+                Some(_) => return Err(self.err("expected a JSON value")),
+                None => return Err(self.err("unexpected end of input")),
+            }
+            // After a value: close containers or move to the next member.
+            loop {
+                if open == 0 {
+                    return Ok(());
+                }
+                self.ws();
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        self.ws();
+                        if closers[open - 1] == b'}' {
+                            self.skip_key()?;
+                        }
+                        continue 'value;
+                    }
+                    Some(c) if c == closers[open - 1] => {
+                        self.pos += 1;
+                        open -= 1;
+                    }
+                    _ => return Err(self.err("expected , or a closing bracket")),
+                }
+            }
+        }
+    }
+
+    /// Skips `"key" :` and the whitespace after it.
+    fn skip_key(&mut self) -> Result<(), EventError> {
+        if self.peek() != Some(b'"') {
+            return Err(self.err("expected a string key"));
+        }
+        self.string()?;
+        self.ws();
+        if self.peek() != Some(b':') {
+            return Err(self.err("expected : after key"));
+        }
+        self.pos += 1;
+        self.ws();
+        Ok(())
     }
 
     fn literal(&mut self, word: &[u8], ctx: Ctx, leaf: Leaf) -> Result<(), EventError> {
@@ -512,7 +655,7 @@ impl Scanner<'_, '_> {
 
     /// Scans a string starting at the opening quote; returns the content's
     /// byte range and whether it has escapes.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Result<(usize, usize, bool), EventError> {
         self.pos += 1;
         let start = self.pos;
@@ -894,6 +1037,36 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn skipped_parts_are_validated_like_kept_ones() {
+        let mut trie = PathTrie::new();
+        trie.acquire(&["a"]);
+        let ok = |s: &str| {
+            let mut doc = Doc::default();
+            let ours = scan(s.as_bytes(), &trie, &mut doc).is_ok();
+            let theirs = serde_json::from_str::<serde_json::Value>(s).is_ok();
+            assert_eq!(ours, theirs, "{s}");
+            ours
+        };
+        let nest = |n: usize| format!(r#"{{"a": 1, "z": {}1{}}}"#, "[".repeat(n), "]".repeat(n));
+        assert!(ok(&nest(EVENT_MAX_DEPTH - 1)));
+        assert!(!ok(&nest(EVENT_MAX_DEPTH)));
+        for s in [
+            r#"{"z": {"x": [1, {"y": "\u00e9"}], "w": {}}, "a": 2}"#,
+            r#"{"z": {"x": [1, {"y": tru}]}}"#,
+            r#"{"z": {"x": [1,]}}"#,
+            r#"{"z": {"x" 1}}"#,
+            r#"{"z": {"x": 1,}}"#,
+            r#"{"z": [}"#,
+            r#"{"z": {"x": 1e999}}"#,
+            r#"{"z": {"x": [[], {}, [{}], "\q"]}}"#,
+            r#"{"a": {"x": {"y": [1, 2]}}}"#,
+            r#"{"z": { "x" : [ 1 , 2 ] , "y" : { } } }"#,
+        ] {
+            ok(s);
         }
     }
 
