@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use serde_json::{Value, json};
+use serde_json::Value;
 use triggeriq::pattern::{InvalidPattern, Pattern, PatternLimits, PatternSet};
 
 /// Test, validate and try EventBridge-style event patterns.
@@ -133,9 +133,21 @@ fn run_cases(input: impl BufRead, out: &mut impl Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn evaluate_case(line_no: usize, line: &str) -> Value {
-    let invalid =
-        |name: &Value, error: String| json!({"name": name, "result": "invalid", "error": error});
+/// One output line; fields in the documented order.
+#[derive(serde::Serialize)]
+struct CaseResult {
+    name: Value,
+    result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn evaluate_case(line_no: usize, line: &str) -> CaseResult {
+    let invalid = |name: &Value, error: String| CaseResult {
+        name: name.clone(),
+        result: "invalid",
+        error: Some(error),
+    };
     let case: Value = match serde_json::from_str(line) {
         Ok(v) => v,
         Err(e) => {
@@ -174,9 +186,14 @@ fn evaluate_case(line_no: usize, line: &str) -> Value {
         Some(v) => serde_json::to_vec(v).unwrap_or_default(),
         None => return invalid(&name, format!("line {line_no}: the case has no \"event\"")),
     };
+    let result = |word| CaseResult {
+        name: name.clone(),
+        result: word,
+        error: None,
+    };
     match matches(&pattern, &event) {
-        Ok(true) => json!({"name": name, "result": "match"}),
-        Ok(false) => json!({"name": name, "result": "no-match"}),
+        Ok(true) => result("match"),
+        Ok(false) => result("no-match"),
         Err(e) => invalid(&name, format!("the event is not valid: {e}")),
     }
 }
@@ -184,6 +201,7 @@ fn evaluate_case(line_no: usize, line: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn run_text(input: &str) -> Vec<Value> {
         let mut out = Vec::new();
@@ -208,6 +226,15 @@ mod tests {
         .join("\n");
         let out = run_text(&input);
         assert_eq!(out.len(), 5);
+        let first_line = {
+            let mut buf = Vec::new();
+            run_cases(input.lines().next().unwrap_or("").as_bytes(), &mut buf).expect("runs");
+            String::from_utf8(buf).expect("utf8")
+        };
+        assert_eq!(
+            first_line, "{\"name\":\"m\",\"result\":\"match\"}\n",
+            "fields in order"
+        );
         assert_eq!(out[0], json!({"name": "m", "result": "match"}));
         assert_eq!(out[1], json!({"name": "n", "result": "no-match"}));
         assert_eq!(out[2]["result"], "invalid");
