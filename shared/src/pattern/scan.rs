@@ -209,6 +209,9 @@ pub(crate) struct Doc {
     /// For each trie node: the first leaf on that path (or NONE).
     pub(crate) heads: Vec<u32>,
     touched: Vec<u32>,
+    /// For each trie node: how many distinct objects the event has there.
+    objects: Vec<u32>,
+    objects_touched: Vec<u32>,
     /// Unescaped strings.
     pub(crate) owned: String,
     /// Lowercased strings, filled on demand; per leaf (start, end) or NONE.
@@ -228,6 +231,14 @@ impl Doc {
         }
         if self.heads.len() < trie_capacity {
             self.heads.resize(trie_capacity, NONE);
+        }
+        for t in self.objects_touched.drain(..) {
+            if let Some(c) = self.objects.get_mut(t as usize) {
+                *c = 0;
+            }
+        }
+        if self.objects.len() < trie_capacity {
+            self.objects.resize(trie_capacity, 0);
         }
         self.nodes.clear();
         self.leaves.clear();
@@ -309,7 +320,22 @@ impl Doc {
             }
             c = n.next;
         }
-        self.add_node(parent, Kind::Obj, trie, true, NONE)
+        self.new_object(parent, trie, true)
+    }
+
+    fn new_object(&mut self, parent: u32, trie: u32, keyed: bool) -> u32 {
+        let count = &mut self.objects[trie as usize];
+        if *count == 0 {
+            self.objects_touched.push(trie);
+        }
+        *count += 1;
+        self.add_node(parent, Kind::Obj, trie, keyed, NONE)
+    }
+
+    /// How many distinct objects the event has at path `trie` (objects
+    /// merged from dotted keys count once).
+    pub(crate) fn objects_at(&self, trie: u32) -> u32 {
+        self.objects.get(trie as usize).copied().unwrap_or(0)
     }
 
     fn add_leaf(&mut self, parent: u32, trie: u32, keyed: bool, leaf: Leaf) {
@@ -802,7 +828,7 @@ impl Scanner<'_, '_> {
                 let id = if keyed {
                     self.doc.object_entry(parent, trie)
                 } else {
-                    self.doc.add_node(parent, Kind::Obj, trie, false, NONE)
+                    self.doc.new_object(parent, trie, false)
                 };
                 Some((trie, id))
             }

@@ -98,6 +98,13 @@ struct Cond {
 struct ClauseEntry {
     pattern: u32,
     tree: VNode,
+    /// Some leaf is not on the chain (it allows `exists: false`), so reaching
+    /// the chain's end does not prove the clause.
+    always_verify: bool,
+    /// Paths (trie nodes, the root included) with two or more of the clause's
+    /// leaves below them: only where the event has several objects at one of
+    /// these can array element consistency reject what the chain accepted.
+    shared: Vec<u32>,
     chain: Vec<Cond>,
     /// Trie nodes acquired for the clause's leaf paths.
     paths: Vec<u32>,
@@ -382,7 +389,12 @@ where
                     continue;
                 };
                 let p = clause.pattern as usize;
-                if pattern_seen[p] != generation && verify(doc, text, &clause.tree) {
+                if pattern_seen[p] == generation {
+                    continue;
+                }
+                let proven =
+                    !clause.always_verify && clause.shared.iter().all(|t| doc.objects_at(*t) <= 1);
+                if proven || verify(doc, text, &clause.tree) {
                     pattern_seen[p] = generation;
                     found.push(clause.pattern);
                 }
@@ -462,6 +474,9 @@ where
         let chain: Vec<Cond> = conds.into_iter().map(|(_, _, c)| c).collect();
 
         let tree = self.resolve(clause, 0);
+        let always_verify = chain.len() < leaves.len();
+        let mut shared = Vec::new();
+        shared_paths(&tree, 0, &mut shared);
         let id = match self.free_clauses.pop() {
             Some(c) => c,
             None => {
@@ -498,6 +513,8 @@ where
         self.clauses[id as usize] = Some(ClauseEntry {
             pattern,
             tree,
+            always_verify,
+            shared,
             chain,
             paths,
         });
@@ -568,6 +585,22 @@ where
             self.trie.release(p);
         }
     }
+}
+
+/// Collects the trie nodes of `node` and below with two or more leaves
+/// beneath them; returns the number of leaves under `node`.
+fn shared_paths(node: &VNode, trie: u32, out: &mut Vec<u32>) -> usize {
+    let mut leaves = 0;
+    for f in &node.fields {
+        leaves += match &f.kind {
+            VKind::Leaf(_) => 1,
+            VKind::Node(child) => shared_paths(child, f.trie, out),
+        };
+    }
+    if leaves >= 2 {
+        out.push(trie);
+    }
+    leaves
 }
 
 /// Rough memory cost of a compiled pattern: proportional to its size, with a
