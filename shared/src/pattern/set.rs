@@ -6,10 +6,11 @@
 //! transitions are per-field value indexes ([`FieldIndex`]), so following
 //! them costs a hash probe or a binary search, not a scan over patterns.
 //! Matching an event reads it once ([`scan`](super::scan)), keeping only the
-//! fields some pattern names, walks the automaton from the root, and checks
-//! each clause that reaches its final state against the kept fields for what
-//! the automaton does not track: array element consistency and
-//! `exists: false`.
+//! fields some pattern names, and walks the automaton from the root. A
+//! clause that reaches its final state is checked against the kept fields
+//! for what the automaton does not track — `exists: false`, and array
+//! element consistency where the event has several objects at a path two of
+//! the clause's conditions share — and accepted as is otherwise.
 //!
 //! Unlike event-ruler and quamina, states are reference-counted, so removing
 //! a pattern frees exactly what only it used, and nothing is ever rebuilt.
