@@ -22,7 +22,9 @@ fn escape(segment: &str) -> String {
 /// Validates `instance` against the schema at JSON pointer `pointer` of the document.
 fn validate(pointer: &str, instance: &Value, what: &str) {
     let mut schema = document().clone();
-    schema["$ref"] = json!(format!("#{pointer}"));
+    // A JSON pointer inside a URI fragment: braces of path templates must be percent-encoded.
+    let fragment = pointer.replace('{', "%7B").replace('}', "%7D");
+    schema["$ref"] = json!(format!("#{fragment}"));
     schema["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
     let validator =
         jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("schema at {pointer}: {e}"));
