@@ -1,6 +1,7 @@
 //! `triggeriq`: operator and developer command line.
 
 mod admin;
+mod dev;
 
 use clap::{Parser, Subcommand};
 

@@ -1,0 +1,8 @@
+//! `triggeriq dev`: the whole of TriggerIQ on one machine, driven by template.yaml.
+
+pub mod authorizer;
+pub mod gateway;
+pub mod intrinsic;
+pub mod invoke;
+pub mod log;
+pub mod template;
