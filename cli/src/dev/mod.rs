@@ -5,4 +5,8 @@ pub mod gateway;
 pub mod intrinsic;
 pub mod invoke;
 pub mod log;
+pub mod provision;
+pub mod sqs;
 pub mod template;
+#[cfg(test)]
+mod testing;
