@@ -6,6 +6,7 @@ pub mod intrinsic;
 pub mod invoke;
 pub mod log;
 pub mod provision;
+pub mod schedule;
 pub mod sqs;
 pub mod template;
 #[cfg(test)]
