@@ -11,3 +11,5 @@ pub mod sqs;
 pub mod template;
 #[cfg(test)]
 mod testing;
+pub mod bedrock;
+pub mod receiver;
