@@ -27,6 +27,8 @@ enum Command {
     /// Database maintenance.
     #[command(subcommand)]
     Db(admin::DbCmd),
+    /// Run the whole stack locally from template.yaml (what `make dev` starts).
+    Dev(dev::DevArgs),
 }
 
 #[tokio::main]
@@ -36,5 +38,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Tenant(cmd) => admin::tenant(cmd).await,
         Command::ApiKey(cmd) => admin::api_key(cmd).await,
         Command::Db(cmd) => admin::db(cmd).await,
+        Command::Dev(args) => dev::run(args).await,
     }
 }

@@ -29,9 +29,10 @@ pub fn router() -> axum::Router {
 
 fn json_response(status: StatusCode, value: &Value) -> Response {
     let mut response = (status, value.to_string()).into_response();
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -55,16 +56,31 @@ async fn converse(Path(model): Path<String>, body: axum::body::Bytes) -> Respons
     let started = Instant::now();
     let request: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "ValidationException", format!("the body is not JSON: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "ValidationException",
+                format!("the body is not JSON: {e}"),
+            );
+        }
     };
     let answer = match answer(&request) {
         Ok(a) => a,
         Err(why) => {
-            log::line(Kind::Bedrock, Outcome::Warn, &format!("converse {model}: {why}"), Some(started.elapsed()));
+            log::line(
+                Kind::Bedrock,
+                Outcome::Warn,
+                &format!("converse {model}: {why}"),
+                Some(started.elapsed()),
+            );
             return error(StatusCode::BAD_REQUEST, "ValidationException", why);
         }
     };
-    let what = if answer["stopReason"] == "tool_use" { "tool use" } else { "text" };
+    let what = if answer["stopReason"] == "tool_use" {
+        "tool use"
+    } else {
+        "text"
+    };
     log::line(
         Kind::Bedrock,
         Outcome::Ok,
@@ -93,21 +109,29 @@ pub fn answer(request: &Value) -> Result<Value, String> {
     let prompt: String = messages
         .iter()
         .chain(request.get("system").into_iter())
-        .flat_map(|m| m.get("content").unwrap_or(m).as_array().cloned().unwrap_or_default())
+        .flat_map(|m| {
+            m.get("content")
+                .unwrap_or(m)
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .filter_map(|c| c.get("text").and_then(Value::as_str).map(str::to_owned))
         .collect::<Vec<_>>()
         .join(" ");
     let input_tokens = estimate_tokens(&prompt);
 
-    let forced = request.pointer("/toolConfig/toolChoice").and_then(|choice| {
-        if let Some(name) = choice.pointer("/tool/name").and_then(Value::as_str) {
-            Some(Some(name.to_owned()))
-        } else if choice.get("any").is_some() {
-            Some(None)
-        } else {
-            None
-        }
-    });
+    let forced = request
+        .pointer("/toolConfig/toolChoice")
+        .and_then(|choice| {
+            if let Some(name) = choice.pointer("/tool/name").and_then(Value::as_str) {
+                Some(Some(name.to_owned()))
+            } else if choice.get("any").is_some() {
+                Some(None)
+            } else {
+                None
+            }
+        });
     let content = if let Some(wanted) = &forced {
         let tools = request
             .pointer("/toolConfig/tools")
@@ -117,10 +141,17 @@ pub fn answer(request: &Value) -> Result<Value, String> {
         let spec = tools
             .iter()
             .filter_map(|t| t.get("toolSpec"))
-            .find(|s| wanted.as_deref().is_none_or(|w| s.get("name").and_then(Value::as_str) == Some(w)))
+            .find(|s| {
+                wanted
+                    .as_deref()
+                    .is_none_or(|w| s.get("name").and_then(Value::as_str) == Some(w))
+            })
             .ok_or("toolConfig.toolChoice: names a tool that toolConfig.tools does not declare")?;
         let name = spec.get("name").and_then(Value::as_str).unwrap_or("tool");
-        let schema = spec.pointer("/inputSchema/json").cloned().unwrap_or(json!({}));
+        let schema = spec
+            .pointer("/inputSchema/json")
+            .cloned()
+            .unwrap_or(json!({}));
         json!([{ "toolUse": {
             "toolUseId": format!("tooluse_{}", uuid::Uuid::new_v4().simple()),
             "name": name,
@@ -131,13 +162,22 @@ pub fn answer(request: &Value) -> Result<Value, String> {
             .iter()
             .rev()
             .find(|m| m.get("role") == Some(&json!("user")))
-            .and_then(|m| m.get("content")?.as_array()?.iter().find_map(|c| c.get("text")?.as_str()))
+            .and_then(|m| {
+                m.get("content")?
+                    .as_array()?
+                    .iter()
+                    .find_map(|c| c.get("text")?.as_str())
+            })
             .unwrap_or_default();
         let quoted: String = last.chars().take(120).collect();
         json!([{ "text": format!("[local Bedrock stand-in, no model behind it] You said: {quoted}") }])
     };
     let output_tokens = estimate_tokens(&content.to_string());
-    let stop = if forced.is_some() { "tool_use" } else { "end_turn" };
+    let stop = if forced.is_some() {
+        "tool_use"
+    } else {
+        "end_turn"
+    };
     Ok(json!({
         "output": { "message": { "role": "assistant", "content": content } },
         "stopReason": stop,
@@ -160,18 +200,28 @@ pub fn example_of(schema: &Value, depth: usize) -> Value {
     if let Some(v) = schema.get("const").or_else(|| schema.get("default")) {
         return v.clone();
     }
-    if let Some(first) = schema.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
+    if let Some(first) = schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|e| e.first())
+    {
         return first.clone();
     }
-    if let Some(first) = ["anyOf", "oneOf", "allOf"]
-        .iter()
-        .find_map(|k| schema.get(*k).and_then(Value::as_array).and_then(|a| a.first()))
-    {
+    if let Some(first) = ["anyOf", "oneOf", "allOf"].iter().find_map(|k| {
+        schema
+            .get(*k)
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+    }) {
         return example_of(first, depth + 1);
     }
     let kind = match schema.get("type") {
         Some(Value::String(t)) => t.as_str(),
-        Some(Value::Array(types)) => types.iter().filter_map(Value::as_str).find(|t| *t != "null").unwrap_or("null"),
+        Some(Value::Array(types)) => types
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|t| *t != "null")
+            .unwrap_or("null"),
         _ if schema.get("properties").is_some() => "object",
         _ => "null",
     };
@@ -186,12 +236,22 @@ pub fn example_of(schema: &Value, depth: usize) -> Value {
             Value::Object(out)
         }
         "array" => {
-            let n = schema.get("minItems").and_then(Value::as_u64).unwrap_or(0).min(8) as usize;
-            let item = schema.get("items").map_or(Value::Null, |i| example_of(i, depth + 1));
+            let n = schema
+                .get("minItems")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                .min(8) as usize;
+            let item = schema
+                .get("items")
+                .map_or(Value::Null, |i| example_of(i, depth + 1));
             Value::Array(vec![item; n])
         }
         "string" => {
-            let n = schema.get("minLength").and_then(Value::as_u64).unwrap_or(0).min(64) as usize;
+            let n = schema
+                .get("minLength")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                .min(64) as usize;
             Value::String("x".repeat(n))
         }
         "integer" | "number" => schema
@@ -207,18 +267,23 @@ pub fn example_of(schema: &Value, depth: usize) -> Value {
 #[cfg(test)]
 mod tests {
     use aws_sdk_bedrockruntime::types::{
-        ContentBlock, ConversationRole, Message, SpecificToolChoice, Tool, ToolChoice, ToolConfiguration,
-        ToolInputSchema, ToolSpecification,
+        ContentBlock, ConversationRole, Message, SpecificToolChoice, Tool, ToolChoice,
+        ToolConfiguration, ToolInputSchema, ToolSpecification,
     };
     use aws_smithy_types::Document;
 
     use super::*;
 
     async fn client() -> aws_sdk_bedrockruntime::Client {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move { axum::serve(listener, router()).await });
-        let config = triggeriq::aws::load_sdk_config(&triggeriq::aws::AwsOptions::emulator(format!("http://{addr}"))).await;
+        let config = triggeriq::aws::load_sdk_config(&triggeriq::aws::AwsOptions::emulator(
+            format!("http://{addr}"),
+        ))
+        .await;
         aws_sdk_bedrockruntime::Client::new(&config)
     }
 
@@ -242,7 +307,9 @@ mod tests {
             .await
             .expect("converse");
         let text = match out.output() {
-            Some(aws_sdk_bedrockruntime::types::ConverseOutput::Message(m)) => m.content()[0].as_text().expect("text").clone(),
+            Some(aws_sdk_bedrockruntime::types::ConverseOutput::Message(m)) => {
+                m.content()[0].as_text().expect("text").clone()
+            }
             other => panic!("unexpected output {other:?}"),
         };
         assert!(text.contains("intent to cancel"), "{text}");
@@ -270,7 +337,12 @@ mod tests {
             .tool_config(
                 ToolConfiguration::builder()
                     .tools(tool)
-                    .tool_choice(ToolChoice::Tool(SpecificToolChoice::builder().name("judge").build().expect("choice")))
+                    .tool_choice(ToolChoice::Tool(
+                        SpecificToolChoice::builder()
+                            .name("judge")
+                            .build()
+                            .expect("choice"),
+                    ))
                     .build()
                     .expect("tool config"),
             )
@@ -284,9 +356,17 @@ mod tests {
         let tool_use = m.content()[0].as_tool_use().expect("a tool use");
         assert_eq!(tool_use.name(), "judge");
         let input = from_document(tool_use.input());
-        assert_eq!(input, json!({"verdict": false, "confidence": 0.5, "reason": "xxx", "label": "churn"}));
+        assert_eq!(
+            input,
+            json!({"verdict": false, "confidence": 0.5, "reason": "xxx", "label": "churn"})
+        );
 
-        let err = client.converse().model_id("m").send().await.expect_err("no messages");
+        let err = client
+            .converse()
+            .model_id("m")
+            .send()
+            .await
+            .expect_err("no messages");
         assert!(format!("{:?}", err.into_service_error()).contains("ValidationException"));
     }
 
@@ -297,11 +377,18 @@ mod tests {
             Value::Number(n) => n
                 .as_u64()
                 .map(|u| Document::Number(aws_smithy_types::Number::PosInt(u)))
-                .or_else(|| n.as_i64().map(|i| Document::Number(aws_smithy_types::Number::NegInt(i))))
-                .unwrap_or_else(|| Document::Number(aws_smithy_types::Number::Float(n.as_f64().unwrap_or(0.0)))),
+                .or_else(|| {
+                    n.as_i64()
+                        .map(|i| Document::Number(aws_smithy_types::Number::NegInt(i)))
+                })
+                .unwrap_or_else(|| {
+                    Document::Number(aws_smithy_types::Number::Float(n.as_f64().unwrap_or(0.0)))
+                }),
             Value::String(s) => Document::String(s),
             Value::Array(a) => Document::Array(a.into_iter().map(to_document).collect()),
-            Value::Object(o) => Document::Object(o.into_iter().map(|(k, v)| (k, to_document(v))).collect()),
+            Value::Object(o) => {
+                Document::Object(o.into_iter().map(|(k, v)| (k, to_document(v))).collect())
+            }
         }
     }
 
@@ -314,7 +401,11 @@ mod tests {
             Document::Number(aws_smithy_types::Number::Float(f)) => json!(f),
             Document::String(s) => json!(s),
             Document::Array(a) => Value::Array(a.iter().map(from_document).collect()),
-            Document::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), from_document(v))).collect()),
+            Document::Object(o) => Value::Object(
+                o.iter()
+                    .map(|(k, v)| (k.clone(), from_document(v)))
+                    .collect(),
+            ),
         }
     }
 

@@ -24,7 +24,6 @@ pub enum Outcome {
 pub enum Kind {
     Http,
     Auth,
-    Invoke,
     Sqs,
     Schedule,
     Webhook,
@@ -37,7 +36,6 @@ impl Kind {
         match self {
             Kind::Http => "http",
             Kind::Auth => "auth",
-            Kind::Invoke => "invoke",
             Kind::Sqs => "sqs",
             Kind::Schedule => "schedule",
             Kind::Webhook => "webhook",
@@ -50,7 +48,6 @@ impl Kind {
         match self {
             Kind::Http => "\x1b[36m",     // cyan
             Kind::Auth => "\x1b[35m",     // magenta
-            Kind::Invoke => "\x1b[34m",   // blue
             Kind::Sqs => "\x1b[33m",      // yellow
             Kind::Schedule => "\x1b[32m", // green
             Kind::Webhook => "\x1b[1;32m",

@@ -36,6 +36,16 @@ impl Provisioned {
             .insert(id.to_owned(), (reference, attributes));
     }
 
+    /// Records a resource by hand (tests of what resolves against it).
+    #[cfg(test)]
+    pub fn insert_for_test(&mut self, id: &str, reference: &str) {
+        self.add(
+            id,
+            reference.to_owned(),
+            &[("Arn", format!("arn:local:{id}"))],
+        );
+    }
+
     /// The local URL of the queue with logical id `id`.
     pub fn queue_url(&self, id: &str) -> Option<&str> {
         self.resources.get(id).map(|(r, _)| r.as_str())

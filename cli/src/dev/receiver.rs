@@ -61,14 +61,18 @@ impl Receiver {
     pub async fn verify(&self, tenant: &str, headers: &HeaderMap, body: &[u8]) -> Verdict {
         let secrets = match self.secrets.get(tenant).await {
             Ok(Some(s)) => s.active(chrono::Utc::now()),
-            Ok(None) => return Verdict::CannotVerify(format!("tenant {tenant} has no signing secret yet")),
+            Ok(None) => {
+                return Verdict::CannotVerify(format!("tenant {tenant} has no signing secret yet"));
+            }
             Err(e) => return Verdict::CannotVerify(format!("reading the signing secrets: {e}")),
         };
         let mut last = String::from("no secret");
         for secret in &secrets {
             let hook = match standardwebhooks::Webhook::new(secret.expose()) {
                 Ok(h) => h,
-                Err(e) => return Verdict::CannotVerify(format!("a stored secret is unusable: {e}")),
+                Err(e) => {
+                    return Verdict::CannotVerify(format!("a stored secret is unusable: {e}"));
+                }
             };
             match hook.verify(body, headers) {
                 Ok(()) => return Verdict::Verified,
@@ -165,16 +169,27 @@ mod tests {
     async fn signed_deliveries_are_accepted_and_forged_ones_refused() {
         let clients = testing::clients().await;
         let table = testing::unique("receiver");
-        triggeriq::dynamodb::create_table(&clients.dynamodb, &table).await.expect("table");
+        triggeriq::dynamodb::create_table(&clients.dynamodb, &table)
+            .await
+            .expect("table");
         let receiver = Receiver::new(clients.dynamodb.clone(), &table);
         let tenant = uuid::Uuid::new_v4().to_string();
         let now = chrono::Utc::now();
-        let secrets = receiver.secrets.active(&tenant, now).await.expect("a first secret");
+        let secrets = receiver
+            .secrets
+            .active(&tenant, now)
+            .await
+            .expect("a first secret");
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move { axum::serve(listener, receiver.router()).await });
-        let client = reqwest::Client::builder().no_proxy().build().expect("client");
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
         let post = |tenant: String, body: &'static str, signature: String| {
             client
                 .post(format!("http://{addr}/hooks/{tenant}"))
@@ -186,11 +201,21 @@ mod tests {
         };
         let body = r#"{"type":"payment.failed"}"#;
         let signature = sign("msg_1", now.timestamp(), body.as_bytes(), &secrets).expect("signed");
-        let ok = post(tenant.clone(), body, signature.clone()).await.expect("answer");
+        let ok = post(tenant.clone(), body, signature.clone())
+            .await
+            .expect("answer");
         assert_eq!(ok.status(), 204);
-        let forged = post(tenant.clone(), r#"{"type":"payment.ok"}"#, signature.clone()).await.expect("answer");
+        let forged = post(
+            tenant.clone(),
+            r#"{"type":"payment.ok"}"#,
+            signature.clone(),
+        )
+        .await
+        .expect("answer");
         assert_eq!(forged.status(), 401);
-        let stranger = post(uuid::Uuid::new_v4().to_string(), body, signature).await.expect("answer");
+        let stranger = post(uuid::Uuid::new_v4().to_string(), body, signature)
+            .await
+            .expect("answer");
         assert_eq!(stranger.status(), 400);
     }
 }

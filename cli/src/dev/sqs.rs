@@ -37,6 +37,8 @@ pub struct Poller<I> {
     pub batch_size: usize,
     pub window: Duration,
     pub report_failures: bool,
+    /// The queue's visibility timeout: when failed messages come back.
+    pub visibility_timeout: Duration,
     pub poll_interval: Duration,
     pub sqs: aws_sdk_sqs::Client,
     pub invoker: Arc<I>,
@@ -65,8 +67,9 @@ impl<I: Invoke> Poller<I> {
                 (None, n) => (format!("{n} ok"), Outcome::Ok),
                 (Some(why), n) => (
                     format!(
-                        "{n} ok, {} failed: {why} (they come back after the visibility timeout)",
-                        outcome.size - n
+                        "{n} ok, {} failed: {why} (back on the queue in {})",
+                        outcome.size - n,
+                        humantime::format_duration(self.visibility_timeout)
                     ),
                     Outcome::Fail,
                 ),
@@ -385,6 +388,7 @@ mod tests {
             batch_size: batch,
             window,
             report_failures: true,
+            visibility_timeout: Duration::from_secs(1),
             poll_interval: Duration::from_millis(50),
             sqs,
             invoker: Arc::new(invoker),

@@ -54,7 +54,6 @@ pub enum RouteMatch {
 /// An HTTP API route and the function behind it.
 #[derive(Debug, Clone)]
 pub struct Route {
-    pub logical_id: String,
     pub route_key: String,
     pub matcher: RouteMatch,
     /// Logical id of the integration's function.
@@ -77,7 +76,6 @@ pub enum IdentitySource {
 /// A Lambda REQUEST authorizer.
 #[derive(Debug, Clone)]
 pub struct Authorizer {
-    pub logical_id: String,
     pub name: String,
     pub function: String,
     pub identity_sources: Vec<IdentitySource>,
@@ -882,7 +880,6 @@ impl Template {
         self.authorizers.insert(
             r.id.to_owned(),
             Authorizer {
-                logical_id: r.id.to_owned(),
                 name,
                 function,
                 identity_sources: sources,
@@ -946,7 +943,6 @@ impl Template {
             ),
         };
         self.routes.push(Route {
-            logical_id: r.id.to_owned(),
             route_key,
             matcher,
             function,
