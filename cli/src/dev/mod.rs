@@ -63,6 +63,10 @@ pub struct DevArgs {
     /// Port of cargo lambda watch's Invoke API.
     #[arg(long, env = "TRIGGERIQ_WATCH_PORT", default_value_t = 9000)]
     pub watch_port: u16,
+    /// Address of cargo lambda watch. Default: `::1` when this machine has IPv6 loopback
+    /// (where a plain `cargo lambda invoke` sends), else 127.0.0.1.
+    #[arg(long)]
+    pub watch_host: Option<IpAddr>,
     /// Use a cargo lambda watch already listening on --watch-port (started with
     /// `--env-file <the file --env-file names>`) instead of starting one.
     #[arg(long)]
@@ -193,15 +197,15 @@ struct Watch {
 }
 
 impl Watch {
-    fn start(args: &DevArgs) -> anyhow::Result<Self> {
+    fn start(args: &DevArgs, addr: SocketAddr) -> anyhow::Result<Self> {
         let mut command = tokio::process::Command::new(&args.cargo_lambda);
         command
             .arg("lambda")
             .arg("watch")
             .arg("--invoke-address")
-            .arg(args.host.to_string())
+            .arg(addr.ip().to_string())
             .arg("--invoke-port")
-            .arg(args.watch_port.to_string())
+            .arg(addr.port().to_string())
             .arg("--env-file")
             .arg(&args.env_file)
             .arg("--concurrency")
@@ -289,18 +293,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .await?,
         ),
     };
-    if !args.external_watch {
-        // Refuse early rather than let cargo lambda fail behind us.
-        drop(
-            bind(
-                args.host,
-                args.watch_port,
-                "cargo lambda watch",
-                "TRIGGERIQ_WATCH_PORT",
-            )
-            .await?,
-        );
-    }
+    let watch_addr = watch_address(&args).await?;
 
     let clients = AwsClients::load(&AwsOptions::emulator(&args.aws_endpoint)).await;
     let provisioned = provision::provision(&template, &clients)
@@ -351,11 +344,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     write_env_file(&args.env_file, &env)?;
 
     let mut tasks = JoinSet::new();
-    let watch_addr = SocketAddr::new(args.host, args.watch_port);
     let mut watch = if args.external_watch {
         None
     } else {
-        let mut w = Watch::start(&args)?;
+        let mut w = Watch::start(&args, watch_addr)?;
         w.ready(watch_addr).await?;
         Some(w)
     };
@@ -400,7 +392,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     start_schedules(&template, &invoker, &mut tasks)?;
 
     let api = format!("http://{}:{}", args.host, args.port);
-    print_banner(&args, &api, &receiver_base, &bedrock_url);
+    print_banner(&args, &api, &receiver_base, &bedrock_url, watch_addr);
     if let Some(path) = &args.ready_file {
         let summary = serde_json::json!({
             "api": api, "receiver": receiver_base, "bedrock": bedrock_url,
@@ -431,6 +423,43 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         w.stop().await;
     }
     Ok(())
+}
+
+/// Where cargo lambda watch listens: `--watch-host`, else IPv6 loopback when the machine has
+/// it (`cargo lambda invoke` sends to `[::1]:9000` unless told otherwise), else `--host`.
+/// When this command starts watch, the port must be free: refuse early rather than let
+/// cargo lambda fail behind us.
+async fn watch_address(args: &DevArgs) -> anyhow::Result<SocketAddr> {
+    let loopback6 = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+    let candidates = match args.watch_host {
+        Some(host) => vec![host],
+        None if args.host.is_loopback() => vec![loopback6, args.host],
+        None => vec![args.host],
+    };
+    if args.external_watch {
+        for host in &candidates {
+            let addr = SocketAddr::new(*host, args.watch_port);
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Ok(addr);
+            }
+        }
+        bail!(
+            "--external-watch: nothing listens on port {} ({candidates:?})",
+            args.watch_port
+        );
+    }
+    let mut last = None;
+    for host in &candidates {
+        match TcpListener::bind(SocketAddr::new(*host, args.watch_port)).await {
+            Ok(listener) => return Ok(listener.local_addr()?),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(anyhow::anyhow!(
+        "cannot listen on port {} for cargo lambda watch ({}): is the port in use? set TRIGGERIQ_WATCH_PORT to use another",
+        args.watch_port,
+        last.map(|e| e.to_string()).unwrap_or_default()
+    ))
 }
 
 async fn shutdown_signal() -> String {
@@ -519,7 +548,7 @@ fn start_schedules(
     Ok(())
 }
 
-fn print_banner(args: &DevArgs, api: &str, receiver: &str, bedrock: &str) {
+fn print_banner(args: &DevArgs, api: &str, receiver: &str, bedrock: &str, watch: SocketAddr) {
     let key = demo::API_KEY;
     let hook = format!("{receiver}/hooks/{}", demo::TENANT);
     println!();
@@ -533,9 +562,7 @@ fn print_banner(args: &DevArgs, api: &str, receiver: &str, bedrock: &str) {
         println!("  webhooks       {hook}   (demo receiver, verifies signatures)");
     }
     println!(
-        "  functions      http://{}:{}   (cargo lambda watch; environment in {})",
-        args.host,
-        args.watch_port,
+        "  functions      http://{watch}   (cargo lambda watch; environment in {})",
         args.env_file.display()
     );
     println!(
