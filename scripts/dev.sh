@@ -48,10 +48,13 @@ scripts/setup.sh
 # --- PostgreSQL ----------------------------------------------------------------------------
 pg_online() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
 if ! pg_online; then
-  started_postgres=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+  versions=(/usr/lib/postgresql/*)
+  started_postgres=$(printf '%s\n' "${versions[@]##*/}" | sort -V | tail -n 1)
   say "starting PostgreSQL $started_postgres (stopped again on exit)"
 fi
 scripts/postgres.sh >/dev/null
+# Before building: the query macros check the queries against this schema.
+"${TRIGGERIQ_TOOLS:-$HOME/.cache/triggeriq/tools}/bin/cargo-sqlx" sqlx migrate run --source shared/migrations >/dev/null
 
 # --- moto ------------------------------------------------------------------------------------
 moto_answers() {

@@ -23,6 +23,7 @@ log="$root/.dev/e2e-stack.log"
 mkdir -p "$root/.dev"
 stack_pid=""
 
+# shellcheck disable=SC2329 # run by the EXIT trap
 stop_stack() {
   if [[ -n "$stack_pid" ]] && kill -0 "$stack_pid" 2>/dev/null; then
     echo "==> stopping the stack"

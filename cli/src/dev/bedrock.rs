@@ -108,7 +108,7 @@ pub fn answer(request: &Value) -> Result<Value, String> {
     }
     let prompt: String = messages
         .iter()
-        .chain(request.get("system").into_iter())
+        .chain(request.get("system"))
         .flat_map(|m| {
             m.get("content")
                 .unwrap_or(m)

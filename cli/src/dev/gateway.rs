@@ -120,7 +120,9 @@ pub fn match_route<'a>(
     path: &str,
 ) -> Option<(&'a GatewayRoute, BTreeMap<String, String>)> {
     let segments: Vec<&str> = path.split('/').skip(1).collect();
-    let mut best: Option<((bool, usize, bool), &GatewayRoute, BTreeMap<String, String>)> = None;
+    // (not greedy, literal segments, specific method): the larger, the more specific.
+    type Score = (bool, usize, bool);
+    let mut best: Option<(Score, &GatewayRoute, BTreeMap<String, String>)> = None;
     let mut fallback = None;
     for route in routes {
         let (route_method, route_path) = match &route.matcher {

@@ -1003,7 +1003,7 @@ impl Template {
             .is_some_and(|v| reports_failures(&v));
         let concurrency = self
             .json(ids, r.get("ScalingConfig"), &r.path("ScalingConfig"))?
-            .and_then(|s| s.get("MaximumConcurrency").and_then(|m| scalar_string(m)))
+            .and_then(|s| s.get("MaximumConcurrency").and_then(scalar_string))
             .and_then(|s| s.parse().ok());
         self.mappings.push(QueueMapping {
             logical_id: r.id.to_owned(),
