@@ -12,6 +12,7 @@
 pub mod authorizer;
 pub mod bedrock;
 pub mod demo;
+pub mod emulator_proxy;
 pub mod gateway;
 pub mod intrinsic;
 pub mod invoke;
@@ -92,8 +93,9 @@ pub struct DevArgs {
     /// A Bedrock runtime endpoint for the functions instead of the stand-in.
     #[arg(long, env = "AWS_ENDPOINT_URL_BEDROCK_RUNTIME")]
     pub bedrock_endpoint: Option<String>,
-    /// How often an empty queue is polled.
-    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
+    /// How often an idle queue is polled (a message sent through the stack wakes its pollers
+    /// at once).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
     /// How long a function's first invocation may take (cargo lambda compiles it then).
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
@@ -161,10 +163,10 @@ pub fn functions_environment(
 }
 
 /// The local values that replace or complete the template's (see docs/local-stack.md).
-fn local_settings(args: &DevArgs, bedrock: &str) -> BTreeMap<String, String> {
+fn local_settings(args: &DevArgs, aws: &str, bedrock: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("DATABASE_URL".into(), args.database_url.clone()),
-        ("AWS_ENDPOINT_URL".into(), args.aws_endpoint.clone()),
+        ("AWS_ENDPOINT_URL".into(), aws.to_owned()),
         (
             "AWS_ENDPOINT_URL_BEDROCK_RUNTIME".into(),
             bedrock.to_owned(),
@@ -336,14 +338,22 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .bedrock_endpoint
         .clone()
         .unwrap_or_else(|| format!("http://{}:{}", args.host, args.bedrock_port));
+    // The functions reach moto through the proxy that wakes the queue pollers.
+    let wakers = emulator_proxy::Wakers::default();
+    let proxy_listener = bind(args.host, 0, "AWS emulator proxy", "--host").await?;
+    let proxy_url = format!("http://{}", proxy_listener.local_addr()?);
+    let proxy = emulator_proxy::EmulatorProxy::new(&args.aws_endpoint, wakers.clone())?.router();
     let env = functions_environment(
         &template,
         &provisioned,
-        &local_settings(&args, &bedrock_url),
+        &local_settings(&args, &proxy_url, &bedrock_url),
     )?;
     write_env_file(&args.env_file, &env)?;
 
     let mut tasks = JoinSet::new();
+    tasks.spawn(async move {
+        let _ = axum::serve(proxy_listener, proxy).await;
+    });
     let mut watch = if args.external_watch {
         None
     } else {
@@ -386,6 +396,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         &provisioned,
         &clients,
         &invoker,
+        &wakers,
         &args,
         &mut tasks,
     )?;
@@ -483,6 +494,7 @@ fn start_pollers(
     provisioned: &Provisioned,
     clients: &AwsClients,
     invoker: &Arc<WatchInvoker>,
+    wakers: &emulator_proxy::Wakers,
     args: &DevArgs,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
@@ -508,6 +520,7 @@ fn start_pollers(
             report_failures: mapping.report_batch_item_failures,
             visibility_timeout: queue.visibility_timeout,
             poll_interval: args.poll_interval,
+            wake: wakers.subscribe(&queue.name),
             sqs: clients.sqs.clone(),
             invoker: invoker.clone(),
         });
@@ -655,12 +668,15 @@ Resources:
             dev: DevArgs,
         }
         let args = <Cli as clap::Parser>::parse_from(["dev", "--database-url", "postgres://x"]).dev;
-        let env =
-            functions_environment(&template, &provisioned, &local_settings(&args, "http://b"))
-                .expect("one environment");
+        let env = functions_environment(
+            &template,
+            &provisioned,
+            &local_settings(&args, "http://proxy", "http://b"),
+        )
+        .expect("one environment");
         assert_eq!(env["ALLOW_HTTP_WEBHOOKS"], "true");
         assert_eq!(env["DATABASE_URL"], "postgres://x");
-        assert_eq!(env["AWS_ENDPOINT_URL"], args.aws_endpoint);
+        assert_eq!(env["AWS_ENDPOINT_URL"], "http://proxy");
         assert!(
             env.contains_key("TABLE_NAME")
                 || !template

@@ -9,8 +9,10 @@
 //! received `maxReceiveCount` times (moto implements redrive as SQS does).
 //!
 //! Unlike Lambda's pollers, the workers do not long-poll: the local moto serialises requests,
-//! and a 20 s long poll would hold every other call up. They poll every `poll_interval`
-//! instead when a queue is empty.
+//! and a 20 s long poll would hold every other call up. Instead, the functions reach moto
+//! through [`super::emulator_proxy`], which wakes a queue's workers when a message is sent to
+//! it; an idle queue is polled every `poll_interval` (for delayed messages and expired
+//! visibility timeouts).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
 use super::invoke::{Invoke, InvokeError};
 use super::log::{self, Kind, Outcome};
@@ -40,6 +43,8 @@ pub struct Poller<I> {
     /// The queue's visibility timeout: when failed messages come back.
     pub visibility_timeout: Duration,
     pub poll_interval: Duration,
+    /// Changes when a message is sent to the queue (see [`super::emulator_proxy`]).
+    pub wake: watch::Receiver<u64>,
     pub sqs: aws_sdk_sqs::Client,
     pub invoker: Arc<I>,
 }
@@ -56,8 +61,9 @@ pub struct BatchOutcome {
 impl<I: Invoke> Poller<I> {
     /// Polls forever (until the task is aborted).
     pub async fn run(self: Arc<Self>) {
+        let mut wake = self.wake.clone();
         loop {
-            let batch = self.gather().await;
+            let batch = self.gather(&mut wake).await;
             if batch.is_empty() {
                 continue;
             }
@@ -90,10 +96,12 @@ impl<I: Invoke> Poller<I> {
     }
 
     /// Receives until the batch is full or the batching window closes.
-    async fn gather(&self) -> Vec<Message> {
+    async fn gather(&self, wake: &mut watch::Receiver<u64>) -> Vec<Message> {
         let mut batch: Vec<Message> = Vec::new();
         let mut window_ends = None;
         loop {
+            // Sends from now on wake the wait below, even those made during this receive.
+            wake.borrow_and_update();
             let wanted = (self.batch_size - batch.len()).min(10) as i32;
             let received = self
                 .sqs
@@ -135,13 +143,14 @@ impl<I: Invoke> Poller<I> {
                 Some(_) if self.window.is_zero() => return batch,
                 Some(end) if tokio::time::Instant::now() >= end => return batch,
                 Some(end) if !got => {
-                    tokio::time::sleep_until(
+                    idle(
+                        wake,
                         end.min(tokio::time::Instant::now() + self.poll_interval),
                     )
                     .await;
                 }
                 Some(_) => {}
-                None => tokio::time::sleep(self.poll_interval).await,
+                None => idle(wake, tokio::time::Instant::now() + self.poll_interval).await,
             }
         }
     }
@@ -219,6 +228,19 @@ impl<I: Invoke> Poller<I> {
             }
         }
         deleted
+    }
+}
+
+/// Waits until `until` or a send to the queue, whichever comes first.
+async fn idle(wake: &mut watch::Receiver<u64>, until: tokio::time::Instant) {
+    tokio::select! {
+        _ = tokio::time::sleep_until(until) => {}
+        changed = wake.changed() => {
+            // No proxy feeding this queue (its sender is gone): the clock alone.
+            if changed.is_err() {
+                tokio::time::sleep_until(until).await;
+            }
+        }
     }
 }
 
@@ -390,6 +412,7 @@ mod tests {
             report_failures: true,
             visibility_timeout: Duration::from_secs(1),
             poll_interval: Duration::from_millis(50),
+            wake: watch::channel(0).1,
             sqs,
             invoker: Arc::new(invoker),
         })
@@ -535,7 +558,7 @@ mod tests {
             10,
             Duration::from_millis(300),
         );
-        let batch = p.gather().await;
+        let batch = p.gather(&mut p.wake.clone()).await;
         assert_eq!(batch.len(), 2, "the window gathered both messages");
         let outcome = p.process(batch).await;
         assert_eq!(outcome.deleted, 0);
@@ -546,6 +569,49 @@ mod tests {
         })
         .await;
         task.abort();
+    }
+
+    #[tokio::test]
+    async fn an_idle_poller_receives_at_once_when_woken() {
+        let clients = testing::clients().await;
+        let (url, arn, _) = queue_with_dlq(&clients, 5).await;
+        let wakers = super::super::emulator_proxy::Wakers::default();
+        let name = url.rsplit('/').next().expect("queue name").to_owned();
+        let invoker = FakeInvoker::new(|_, _| Ok(json!({})));
+        let mut p = poller(
+            clients.sqs.clone(),
+            &url,
+            &arn,
+            invoker.clone(),
+            10,
+            Duration::ZERO,
+        );
+        if let Some(p) = Arc::get_mut(&mut p) {
+            p.poll_interval = Duration::from_secs(60);
+            p.wake = wakers.subscribe(&name);
+        }
+        let task = tokio::spawn(p.run());
+        tokio::time::sleep(Duration::from_millis(500)).await; // idle now, for a minute
+        clients
+            .sqs
+            .send_message()
+            .queue_url(&url)
+            .message_body("x")
+            .send()
+            .await
+            .expect("send");
+        let sent = Instant::now();
+        wakers.wake(&name);
+        wait_for("the woken poller to deliver", async || {
+            !invoker.calls_to("consumer").is_empty()
+        })
+        .await;
+        task.abort();
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            sent.elapsed()
+        );
     }
 
     #[tokio::test]
