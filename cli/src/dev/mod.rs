@@ -268,6 +268,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     for warning in &template.warnings {
         log::line(Kind::Stack, Outcome::Warn, warning, None);
     }
+    let missing = missing_binaries(&template, &args.template);
+    for missing in &missing {
+        log::line(
+            Kind::Stack,
+            Outcome::Warn,
+            &format!(
+                "template.yaml declares {missing}, but functions/{missing} does not exist: what it serves answers 502 until it does"
+            ),
+            None,
+        );
+    }
 
     // Listen first: a port in use should stop us before anything else starts.
     let gateway_listener = bind(args.host, args.port, "HTTP API", "TRIGGERIQ_PORT").await?;
@@ -401,6 +412,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         &mut tasks,
     )?;
     start_schedules(&template, &invoker, &mut tasks)?;
+    let consumers = template
+        .consumer_binaries()
+        .into_iter()
+        .filter(|b| !missing.contains(b))
+        .collect();
+    tasks.spawn(warm_consumers(
+        consumers,
+        invoker.clone(),
+        args.cold_start_timeout,
+    ));
 
     let api = format!("http://{}:{}", args.host, args.port);
     print_banner(&args, &api, &receiver_base, &bedrock_url, watch_addr);
@@ -434,6 +455,40 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         w.stop().await;
     }
     Ok(())
+}
+
+/// Functions of the template without a crate under `functions/` next to it.
+fn missing_binaries(template: &Template, template_path: &Path) -> Vec<String> {
+    let root = template_path.parent().unwrap_or(Path::new("."));
+    let mut missing: Vec<String> = template
+        .functions
+        .values()
+        .map(|f| f.binary.clone())
+        .filter(|b| !root.join("functions").join(b).is_dir())
+        .collect();
+    missing.sort();
+    missing.dedup();
+    missing
+}
+
+/// Starts each queue consumer once with an empty batch — which a consumer must accept and
+/// which changes nothing — so that the first real batch does not wait for `cargo run`.
+async fn warm_consumers(binaries: Vec<String>, invoker: Arc<WatchInvoker>, timeout: Duration) {
+    for binary in binaries {
+        let started = std::time::Instant::now();
+        let result = invoke::Invoke::invoke(
+            invoker.as_ref(),
+            &binary,
+            bytes::Bytes::from_static(br#"{"Records":[]}"#),
+            timeout,
+        )
+        .await;
+        let (outcome, text) = match result {
+            Ok(_) => (Outcome::Ok, format!("{binary} started (empty batch)")),
+            Err(e) => (Outcome::Warn, format!("{binary} did not start: {e}")),
+        };
+        log::line(Kind::Stack, outcome, &text, Some(started.elapsed()));
+    }
 }
 
 /// Where cargo lambda watch listens: `--watch-host`, else IPv6 loopback when the machine has
@@ -646,6 +701,19 @@ Resources:
         let template = Template::parse(&clash, "s", &BTreeMap::new()).expect("template");
         let err = functions_environment(&template, &provisioned, &local).expect_err("a clash");
         assert!(err.to_string().contains("QUEUE"), "{err}");
+    }
+
+    #[test]
+    fn functions_without_a_crate_are_named() {
+        let root = std::env::temp_dir().join(format!("tiq-missing-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(root.join("functions/a")).expect("dirs");
+        let text = "Resources:\n  A:\n    Type: AWS::Serverless::Function\n    Metadata: {BuildProperties: {Binary: a}}\n  B:\n    Type: AWS::Serverless::Function\n    Metadata: {BuildProperties: {Binary: b}}\n";
+        let template = Template::parse(text, "s", &BTreeMap::new()).expect("template");
+        assert_eq!(
+            missing_binaries(&template, &root.join("template.yaml")),
+            vec!["b"]
+        );
+        let _ = std::fs::remove_dir_all(root);
     }
 
     #[test]

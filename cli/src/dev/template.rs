@@ -1137,6 +1137,19 @@ impl Template {
         Ok(())
     }
 
+    /// The binaries of the functions that consume queues, once each.
+    pub fn consumer_binaries(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .mappings
+            .iter()
+            .filter_map(|m| self.functions.get(&m.function))
+            .map(|f| f.binary.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// The function with logical id `id`.
     pub fn function(&self, id: &str) -> Option<&Function> {
         self.functions.get(id)
@@ -1406,6 +1419,15 @@ mod tests {
         assert_eq!(events.attributes["VisibilityTimeout"], "370");
         assert!(!events.attributes.contains_key("KmsMasterKeyId"));
         assert_eq!(events.redrive, Some(("EventsDeadLetterQueue".into(), 5)));
+    }
+
+    #[test]
+    fn queue_consumers_are_the_mapped_functions() {
+        let t = repo_template();
+        assert_eq!(
+            t.consumer_binaries(),
+            vec!["deliver-webhooks", "evaluate-events", "record-deliveries"]
+        );
     }
 
     #[test]
