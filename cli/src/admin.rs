@@ -110,6 +110,14 @@ pub async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
             if name.is_empty() || name.chars().count() > 200 {
                 bail!("a tenant name must be 1 to 200 characters");
             }
+            if api_key
+                .as_deref()
+                .is_some_and(|k| !triggeriq::tenant::looks_like_api_key(k))
+            {
+                bail!(
+                    "--api-key: an API key must be `tiq_` followed by 43 characters of A-Z, a-z, 0-9, - or _"
+                );
+            }
             let pool = connect(&db).await?;
             let mut tx = pool.begin().await?;
             let id = id.map_or_else(TenantId::new, TenantId);
