@@ -10,7 +10,11 @@ use triggeriq::tenant::TenantId;
 /// The URL of the test's own database (sqlx::test made it from DATABASE_URL).
 fn url_of(pool: &PgPool) -> String {
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-    let database = pool.connect_options().get_database().expect("database name").to_owned();
+    let database = pool
+        .connect_options()
+        .get_database()
+        .expect("database name")
+        .to_owned();
     let (server, _) = base.rsplit_once('/').expect("a URL with a database");
     format!("{server}/{database}")
 }
@@ -39,8 +43,14 @@ async fn tenant_create_prints_a_tenant_and_a_working_key(pool: PgPool) {
     let created = json(&out);
     let key = created["api_key"].as_str().expect("key");
     assert!(triggeriq::tenant::looks_like_api_key(key), "{key}");
-    let owner = api_keys::authenticate(&pool, key).await.expect("query").expect("the key works");
-    assert_eq!(owner.tenant_id.to_string(), created["tenant_id"].as_str().expect("tenant id"));
+    let owner = api_keys::authenticate(&pool, key)
+        .await
+        .expect("query")
+        .expect("the key works");
+    assert_eq!(
+        owner.tenant_id.to_string(),
+        created["tenant_id"].as_str().expect("tenant id")
+    );
 
     let (ok, out, _) = triggeriq(&pool, &["tenant", "list"]);
     assert!(ok);
@@ -51,7 +61,12 @@ async fn tenant_create_prints_a_tenant_and_a_working_key(pool: PgPool) {
 async fn api_keys_can_be_created_listed_and_revoked(pool: PgPool) {
     let (_, out, _) = triggeriq(&pool, &["tenant", "create", "Acme", "--json"]);
     let tenant = json(&out)["tenant_id"].as_str().expect("tenant").to_owned();
-    let (ok, out, err) = triggeriq(&pool, &["api-key", "create", "--tenant", &tenant, "--name", "ci", "--json"]);
+    let (ok, out, err) = triggeriq(
+        &pool,
+        &[
+            "api-key", "create", "--tenant", &tenant, "--name", "ci", "--json",
+        ],
+    );
     assert!(ok, "{err}");
     let created = json(&out);
     let key = created["api_key"].as_str().expect("key").to_owned();
@@ -65,7 +80,10 @@ async fn api_keys_can_be_created_listed_and_revoked(pool: PgPool) {
 
     let (ok, _, err) = triggeriq(&pool, &["api-key", "revoke", "--tenant", &tenant, &key_id]);
     assert!(ok, "{err}");
-    assert_eq!(api_keys::authenticate(&pool, &key).await.expect("query"), None);
+    assert_eq!(
+        api_keys::authenticate(&pool, &key).await.expect("query"),
+        None
+    );
     let (ok, _, err) = triggeriq(&pool, &["api-key", "revoke", "--tenant", &tenant, &key_id]);
     assert!(!ok, "revoking twice is an error");
     assert!(err.contains("no active key"), "{err}");
@@ -78,12 +96,24 @@ async fn a_key_cannot_be_revoked_through_another_tenant(pool: PgPool) {
     let (a, b) = (json(&a), json(&b));
     let (ok, _, _) = triggeriq(
         &pool,
-        &["api-key", "revoke", "--tenant", b["tenant_id"].as_str().expect("b"), a["api_key_id"].as_str().expect("a")],
+        &[
+            "api-key",
+            "revoke",
+            "--tenant",
+            b["tenant_id"].as_str().expect("b"),
+            a["api_key_id"].as_str().expect("a"),
+        ],
     );
     assert!(!ok);
     let key = a["api_key"].as_str().expect("key");
-    let owner = api_keys::authenticate(&pool, key).await.expect("query").expect("still valid");
-    assert_eq!(owner.tenant_id, TenantId::parse(a["tenant_id"].as_str().expect("a")).expect("uuid"));
+    let owner = api_keys::authenticate(&pool, key)
+        .await
+        .expect("query")
+        .expect("still valid");
+    assert_eq!(
+        owner.tenant_id,
+        TenantId::parse(a["tenant_id"].as_str().expect("a")).expect("uuid")
+    );
 }
 
 #[sqlx::test(migrator = "triggeriq::MIGRATOR")]
@@ -101,16 +131,35 @@ async fn bad_input_is_a_clear_error_not_a_panic(pool: PgPool) {
 async fn a_chosen_api_key_is_stored_for_the_new_tenant(pool: PgPool) {
     let key = "tiq_DEMO-local-development-key-0000000000000000";
     let tenant = "0190f0a0-0000-7000-8000-000000000001";
-    let (ok, out, err) = triggeriq(&pool, &["tenant", "create", "Demo", "--id", tenant, "--api-key", key, "--json"]);
+    let (ok, out, err) = triggeriq(
+        &pool,
+        &[
+            "tenant",
+            "create",
+            "Demo",
+            "--id",
+            tenant,
+            "--api-key",
+            key,
+            "--json",
+        ],
+    );
     assert!(ok, "{err}");
     assert_eq!(json(&out)["api_key"], key);
-    let owner = api_keys::authenticate(&pool, key).await.expect("query").expect("the key works");
+    let owner = api_keys::authenticate(&pool, key)
+        .await
+        .expect("query")
+        .expect("the key works");
     assert_eq!(owner.tenant_id.to_string(), tenant);
 }
 
 #[test]
 fn a_chosen_api_key_must_look_like_a_tiq_key() {
-    for bad in ["sk_live_123", "tiq_short", &format!("tiq_{}", "!".repeat(43))] {
+    for bad in [
+        "sk_live_123",
+        "tiq_short",
+        &format!("tiq_{}", "!".repeat(43)),
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_triggeriq"))
             .args(["tenant", "create", "demo", "--api-key", bad])
             // Nothing listens here: reaching for the database would be a connection error.
@@ -119,6 +168,9 @@ fn a_chosen_api_key_must_look_like_a_tiq_key() {
             .expect("run triggeriq");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{bad} was accepted");
-        assert!(stderr.contains("--api-key") && stderr.contains("tiq_"), "{stderr}");
+        assert!(
+            stderr.contains("--api-key") && stderr.contains("tiq_"),
+            "{stderr}"
+        );
     }
 }
