@@ -263,6 +263,32 @@ impl Watch {
 
 /// Runs the local stack until Ctrl-C.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    // Handlers from the start: Ctrl-C during startup must still stop cargo lambda watch, which
+    // runs in a process group of its own and so does not get the terminal's signal.
+    let mut signals = Signals::new()?;
+    let mut watch: Option<Watch> = None;
+    let outcome = tokio::select! {
+        result = serve(&args, &mut watch) => result,
+        reason = signals.recv() => Ok(reason),
+    };
+    if let Ok(reason) = &outcome {
+        log::line(
+            Kind::Stack,
+            Outcome::Ok,
+            &format!("stopping ({reason})"),
+            None,
+        );
+    }
+    if let Some(w) = watch {
+        w.stop().await;
+    }
+    outcome.map(|_| ())
+}
+
+/// Starts everything and serves until cargo lambda watch exits; the tasks it spawned end with
+/// it (their `JoinSet` is dropped). Returns why it stopped.
+async fn serve(args: &DevArgs, watch: &mut Option<Watch>) -> anyhow::Result<String> {
+    let args = args.clone();
     let overrides: BTreeMap<String, String> = args.parameters.iter().cloned().collect();
     let template = Template::load(&args.template, &args.stack_name, &overrides)?;
     for warning in &template.warnings {
@@ -365,13 +391,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     tasks.spawn(async move {
         let _ = axum::serve(proxy_listener, proxy).await;
     });
-    let mut watch = if args.external_watch {
-        None
-    } else {
-        let mut w = Watch::start(&args, watch_addr)?;
+    if !args.external_watch {
+        let w = watch.insert(Watch::start(&args, watch_addr)?);
         w.ready(watch_addr).await?;
-        Some(w)
-    };
+    }
     let invoker = Arc::new(WatchInvoker::new(
         format!("http://{watch_addr}"),
         args.cold_start_timeout,
@@ -435,26 +458,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
 
-    let stopped_by = tokio::select! {
-        s = shutdown_signal() => s,
-        status = async {
-            match watch.as_mut() {
-                Some(w) => w.child.wait().await.map(|s| s.to_string()).unwrap_or_default(),
-                None => std::future::pending().await,
-            }
-        } => format!("cargo lambda watch exiting ({status})"),
+    let status = match watch.as_mut() {
+        Some(w) => w
+            .child
+            .wait()
+            .await
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        None => std::future::pending().await,
     };
-    log::line(
-        Kind::Stack,
-        Outcome::Ok,
-        &format!("stopping ({stopped_by})"),
-        None,
-    );
-    tasks.shutdown().await;
-    if let Some(w) = watch {
-        w.stop().await;
-    }
-    Ok(())
+    Ok(format!("cargo lambda watch exited ({status})"))
 }
 
 /// Functions of the template without a crate under `functions/` next to it.
@@ -528,19 +541,26 @@ async fn watch_address(args: &DevArgs) -> anyhow::Result<SocketAddr> {
     ))
 }
 
-async fn shutdown_signal() -> String {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            return tokio::signal::ctrl_c()
-                .await
-                .map(|()| "Ctrl-C".into())
-                .unwrap_or_default();
+/// SIGINT (Ctrl-C) and SIGTERM, caught from the moment this is made.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("catching SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("catching SIGTERM")?,
+        })
+    }
+
+    async fn recv(&mut self) -> String {
+        tokio::select! {
+            _ = self.interrupt.recv() => "Ctrl-C".into(),
+            _ = self.terminate.recv() => "SIGTERM".into(),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "Ctrl-C".into(),
-        _ = term.recv() => "SIGTERM".into(),
     }
 }
 
