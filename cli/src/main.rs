@@ -1,6 +1,7 @@
 //! `triggeriq`: operator and developer command line.
 
 mod admin;
+mod dev;
 mod pattern_cmd;
 
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ enum Command {
     /// Database maintenance.
     #[command(subcommand)]
     Db(admin::DbCmd),
+    /// Run the whole stack locally from template.yaml (what `make dev` starts).
+    Dev(dev::DevArgs),
 }
 
 #[tokio::main]
@@ -41,6 +44,7 @@ async fn main() -> ExitCode {
         Command::Tenant(cmd) => admin::tenant(cmd).await.map(|()| ExitCode::SUCCESS),
         Command::ApiKey(cmd) => admin::api_key(cmd).await.map(|()| ExitCode::SUCCESS),
         Command::Db(cmd) => admin::db(cmd).await.map(|()| ExitCode::SUCCESS),
+        Command::Dev(args) => dev::run(args).await.map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
