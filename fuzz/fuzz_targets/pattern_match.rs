@@ -21,13 +21,22 @@ fuzz_target!(|data: &[u8]| {
     }
     let reference = p.matches(event);
     let compiled = set.matches(event);
-    assert_eq!(reference.is_ok(), compiled.is_ok(), "acceptance of the event bytes differs");
+    assert_eq!(
+        reference.is_ok(),
+        compiled.is_ok(),
+        "acceptance of the event bytes differs"
+    );
     // Raw bytes may repeat a key, which serde_json collapses; compare the
     // results on the event as serde_json reads it.
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(event) {
         let bytes = serde_json::to_vec(&value).unwrap_or_default();
         let expected = p.matches_value(&value);
         let got = set.matches(&bytes).map(|ids| ids == [0]).unwrap_or(false);
-        assert_eq!(expected, got, "set and interpreter disagree on {}", String::from_utf8_lossy(&bytes));
+        assert_eq!(
+            expected,
+            got,
+            "set and interpreter disagree on {}",
+            String::from_utf8_lossy(&bytes)
+        );
     }
 });
