@@ -362,7 +362,7 @@ mod tests {
             .await
             .expect("attributes");
         let attributes = attributes.attributes().expect("attributes");
-        assert_eq!(attributes[&QueueAttributeName::VisibilityTimeout], "370");
+        assert_eq!(attributes[&QueueAttributeName::VisibilityTimeout], "360");
         assert_eq!(
             attributes[&QueueAttributeName::MessageRetentionPeriod],
             "604800"

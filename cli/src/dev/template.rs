@@ -1416,7 +1416,7 @@ mod tests {
         assert_eq!(record.max_concurrency, Some(5));
         let events = &t.queues["EventsQueue"];
         assert_eq!(events.name, "triggeriq-local-EventsQueue");
-        assert_eq!(events.attributes["VisibilityTimeout"], "370");
+        assert_eq!(events.attributes["VisibilityTimeout"], "360");
         assert!(!events.attributes.contains_key("KmsMasterKeyId"));
         assert_eq!(events.redrive, Some(("EventsDeadLetterQueue".into(), 5)));
     }
