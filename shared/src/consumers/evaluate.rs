@@ -291,28 +291,33 @@ impl Evaluator {
         evaluation: &mut Evaluation,
     ) -> Result<Vec<&'t CompiledTrigger>, MessageError> {
         let tenant_key = tenant.to_string();
+        // Futures collected first: a stream holding the closure would make the handler's
+        // future `Send` only for one lifetime, which the Lambda runtime cannot use.
+        let lookups: Vec<_> = candidates
+            .into_iter()
+            .map(|trigger| {
+                let tenant_key = &tenant_key;
+                async move {
+                    let decision = match trigger.cooldown {
+                        None => Ok(true),
+                        Some(cooldown) => {
+                            self.cooldowns
+                                .try_acquire_for(
+                                    tenant_key,
+                                    &trigger.id.to_string(),
+                                    &event.id,
+                                    cooldown,
+                                    received_at,
+                                )
+                                .await
+                        }
+                    };
+                    (trigger, decision)
+                }
+            })
+            .collect();
         let decisions: Vec<(&CompiledTrigger, Result<bool, crate::dynamodb::DynamoError>)> =
-            futures::stream::iter(candidates)
-                .map(|trigger| {
-                    let tenant_key = &tenant_key;
-                    async move {
-                        let decision = match trigger.cooldown {
-                            None => Ok(true),
-                            Some(cooldown) => {
-                                self.cooldowns
-                                    .try_acquire_for(
-                                        tenant_key,
-                                        &trigger.id.to_string(),
-                                        &event.id,
-                                        cooldown,
-                                        received_at,
-                                    )
-                                    .await
-                            }
-                        };
-                        (trigger, decision)
-                    }
-                })
+            futures::stream::iter(lookups)
                 .buffered(LOCK_CONCURRENCY)
                 .collect()
                 .await;

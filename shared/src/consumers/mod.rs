@@ -52,22 +52,27 @@ where
     F: Fn(&'a S, SqsMessage) -> Fut,
     Fut: Future<Output = Result<(), MessageError>> + 'a,
 {
-    let results: Vec<(String, Result<(), MessageError>)> =
-        futures::stream::iter(event.records)
-            .map(|message| {
-                let id = message.message_id.clone().unwrap_or_default();
-                let receives = message
-                    .attributes
-                    .get("ApproximateReceiveCount")
-                    .cloned()
-                    .unwrap_or_default();
-                let span = tracing::info_span!("message", message_id = %id, receive_count = %receives);
-                let work = handler(state, message);
-                async move { (id, work.await) }.instrument(span)
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
+    // Futures collected first: a stream holding the closure would make the batch's future
+    // `Send` only for one lifetime, which the Lambda runtime cannot use.
+    let work: Vec<_> = event
+        .records
+        .into_iter()
+        .map(|message| {
+            let id = message.message_id.clone().unwrap_or_default();
+            let receives = message
+                .attributes
+                .get("ApproximateReceiveCount")
+                .cloned()
+                .unwrap_or_default();
+            let span = tracing::info_span!("message", message_id = %id, receive_count = %receives);
+            let work = handler(state, message);
+            async move { (id, work.await) }.instrument(span)
+        })
+        .collect();
+    let results: Vec<(String, Result<(), MessageError>)> = futures::stream::iter(work)
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
     let mut response = SqsBatchResponse::default();
     for (id, result) in results {
         match result {

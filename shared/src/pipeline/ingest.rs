@@ -298,25 +298,27 @@ impl Ingestor {
         }
 
         // Wrap every claimed event for the queue (S3 only for the large ones).
-        let wrapped: Vec<Result<(String, Option<S3Ref>), String>> =
-            futures::stream::iter(claimed.iter())
-                .map(|c| async move {
-                    let message = EventMessage::new(tenant, now, c.event.clone());
-                    let text = serde_json::to_string(&message).map_err(|e| e.to_string())?;
-                    let claim_id = format!("{}.{}", c.event.id, uuid::Uuid::now_v7().simple());
-                    self.claims
-                        .wrap(tenant_key, &claim_id, &text, now)
-                        .await
-                        .map(|q| (q.body, q.claim))
-                        .map_err(|e| {
-                            tracing::error!(error = ?e, event_id = %c.event.id, "claim check failed");
-                            "could not be stored; send it again".to_owned()
-                        })
-                })
-                .buffered(WRAP_CONCURRENCY)
-                .collect()
-                .await;
-
+        // Futures collected first, so the route's future stays `Send` for any lifetime.
+        let wraps: Vec<_> = claimed
+            .iter()
+            .map(|c| async move {
+                let message = EventMessage::new(tenant, now, c.event.clone());
+                let text = serde_json::to_string(&message).map_err(|e| e.to_string())?;
+                let claim_id = format!("{}.{}", c.event.id, uuid::Uuid::now_v7().simple());
+                self.claims
+                    .wrap(tenant_key, &claim_id, &text, now)
+                    .await
+                    .map(|q| (q.body, q.claim))
+                    .map_err(|e| {
+                        tracing::error!(error = ?e, event_id = %c.event.id, "claim check failed");
+                        "could not be stored; send it again".to_owned()
+                    })
+            })
+            .collect();
+        let wrapped: Vec<Result<(String, Option<S3Ref>), String>> = futures::stream::iter(wraps)
+            .buffered(WRAP_CONCURRENCY)
+            .collect()
+            .await;
         let mut to_send = Vec::with_capacity(claimed.len());
         let mut sent_claims: Vec<(usize, Option<S3Ref>)> = Vec::with_capacity(claimed.len());
         let mut failed: Vec<usize> = Vec::new();

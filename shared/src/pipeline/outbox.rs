@@ -88,14 +88,18 @@ impl Outbox {
         tenant: TenantId,
         deliveries: Vec<(Outgoing, WebhookPayload)>,
     ) -> Vec<(Uuid, Result<(), String>)> {
+        // Futures collected first, so the caller's future stays `Send` for any lifetime.
+        let builds: Vec<_> = deliveries
+            .iter()
+            .map(|(delivery, payload)| async move {
+                (
+                    delivery.delivery_id,
+                    self.message(tenant, delivery, payload).await,
+                )
+            })
+            .collect();
         let built: Vec<(Uuid, Result<DeliveryMessage, ClaimCheckError>)> =
-            futures::stream::iter(deliveries.iter())
-                .map(|(delivery, payload)| async move {
-                    (
-                        delivery.delivery_id,
-                        self.message(tenant, delivery, payload).await,
-                    )
-                })
+            futures::stream::iter(builds)
                 .buffered(WRAP_CONCURRENCY)
                 .collect()
                 .await;
