@@ -255,10 +255,14 @@ fn read_event(
     };
     let id = match fields.get("id") {
         None | Some(Value::Null) => Some(uuid::Uuid::now_v7().to_string()),
-        Some(Value::String(id)) => {
-            check_text(id, &fields.path_of("id"), limits.max_id_chars, true, &mut problems)
-                .map(str::to_owned)
-        }
+        Some(Value::String(id)) => check_text(
+            id,
+            &fields.path_of("id"),
+            limits.max_id_chars,
+            true,
+            &mut problems,
+        )
+        .map(str::to_owned),
         Some(other) => {
             problems.push(
                 fields.path_of("id"),
@@ -423,11 +427,17 @@ mod tests {
         let event = body.items[0].parsed.clone().unwrap();
         assert_eq!(event.kind, "order.created");
         assert_eq!(event.time, now());
-        assert_eq!(uuid::Uuid::parse_str(&event.id).unwrap().get_version_num(), 7);
+        assert_eq!(
+            uuid::Uuid::parse_str(&event.id).unwrap().get_version_num(),
+            7
+        );
         assert_eq!(event.data, Some(serde_json::json!({"total": 12.5})));
         let text = serde_json::to_string(&event).unwrap();
         assert!(text.contains(r#""time":"2026-05-17T09:30:00Z""#), "{text}");
-        assert!(!text.contains("source"), "absent attributes are not serialised: {text}");
+        assert!(
+            !text.contains("source"),
+            "absent attributes are not serialised: {text}"
+        );
     }
 
     #[test]

@@ -12,5 +12,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = EvaluateConfig::from_env()?;
     let clients = AwsClients::load(&AwsOptions::from_env()).await;
     let evaluator = evaluate::Evaluator::new(Database::from_env()?, &clients, &config);
-    consumers::run(evaluator, evaluate::CONCURRENCY, evaluate::Evaluator::handle).await
+    consumers::run(
+        evaluator,
+        evaluate::CONCURRENCY,
+        evaluate::Evaluator::handle,
+    )
+    .await
 }

@@ -26,9 +26,7 @@ use super::{MessageError, body};
 use crate::aws::AwsClients;
 use crate::dynamodb::{SigningSecretStore, Table};
 use crate::pipeline::config::DeliverConfig;
-use crate::pipeline::messages::{
-    Decision, DeliveryMessage, DeliveryResultMessage, VERSION,
-};
+use crate::pipeline::messages::{Decision, DeliveryMessage, DeliveryResultMessage, VERSION};
 use crate::s3::{ClaimCheck, ClaimCheckError};
 use crate::sqs::{OutgoingMessage, SqsSender};
 use crate::webhook::client::ClientBuildError;
@@ -112,9 +110,7 @@ impl Deliverer {
                 other => MessageError::poison(other),
             })?;
         let outcome = self.attempt(&delivery, payload).await?;
-        let step = self
-            .retry
-            .next_step(delivery.attempt, &outcome, Utc::now());
+        let step = self.retry.next_step(delivery.attempt, &outcome, Utc::now());
         let decision = match &step {
             Step::Delivered => Decision::Delivered,
             Step::Retry { at, .. } => Decision::Retrying {

@@ -131,7 +131,9 @@ impl Evaluator {
         let event = &message.event;
         let pool = self.db.pool().await?;
         let Some(compiled) = self.cache.get(pool, tenant).await? else {
-            return Err(MessageError::poison(format!("tenant {tenant} does not exist")));
+            return Err(MessageError::poison(format!(
+                "tenant {tenant} does not exist"
+            )));
         };
         let bytes = serde_json::to_vec(event).map_err(MessageError::poison)?;
         let matched = compiled.matching(&bytes).map_err(MessageError::poison)?;
@@ -161,7 +163,13 @@ impl Evaluator {
             .filter(|t| matches!(t.condition, Condition::Every))
             .collect();
         let allowed = self
-            .take_cooldowns(tenant, event, message.received_at, candidates, &mut evaluation)
+            .take_cooldowns(
+                tenant,
+                event,
+                message.received_at,
+                candidates,
+                &mut evaluation,
+            )
             .await?;
 
         let matched_at = Utc::now().trunc_subsecs(6);

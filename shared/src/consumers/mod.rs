@@ -8,10 +8,10 @@
 //! its reason at every receive and reaches the dead-letter queue through the redrive policy
 //! (`maxReceiveCount`).
 
-#[cfg(all(feature = "postgres", feature = "aws"))]
-pub mod evaluate;
 #[cfg(all(feature = "aws", feature = "webhook-client"))]
 pub mod deliver;
+#[cfg(all(feature = "postgres", feature = "aws"))]
+pub mod evaluate;
 #[cfg(feature = "postgres")]
 pub mod record;
 

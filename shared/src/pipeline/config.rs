@@ -208,7 +208,10 @@ pub fn parse_schedule(raw: &str) -> Result<Vec<Duration>, String> {
         .enumerate()
         .map(|(i, part)| {
             humantime::parse_duration(part).map_err(|e| {
-                format!("wait {} ({part:?}) is not a duration like \"5m\": {e}", i + 1)
+                format!(
+                    "wait {} ({part:?}) is not a duration like \"5m\": {e}",
+                    i + 1
+                )
             })
         })
         .collect()

@@ -197,7 +197,9 @@ impl Ingestor {
                         valid.push((item.index, event));
                     }
                 },
-                Err(rejected) => outcomes[item.index] = Some(EventOutcome::invalid(rejected.clone())),
+                Err(rejected) => {
+                    outcomes[item.index] = Some(EventOutcome::invalid(rejected.clone()))
+                }
             }
         }
 
@@ -216,8 +218,15 @@ impl Ingestor {
                 }
                 Err(e) => return Err(IngestError::Unavailable(e.into())),
             }
-            self.enqueue(parsed.batch, &tenant_key, tenant, &valid, now, &mut outcomes)
-                .await;
+            self.enqueue(
+                parsed.batch,
+                &tenant_key,
+                tenant,
+                &valid,
+                now,
+                &mut outcomes,
+            )
+            .await;
         }
 
         for (index, first) in repeats {
@@ -330,8 +339,11 @@ impl Ingestor {
                     sent_claims.push((position, s3));
                 }
                 Err(message) => {
-                    outcomes[c.index] =
-                        Some(EventOutcome::failed(&c.event.id, &path_of(c.index), message));
+                    outcomes[c.index] = Some(EventOutcome::failed(
+                        &c.event.id,
+                        &path_of(c.index),
+                        message,
+                    ));
                     failed.push(position);
                 }
             }

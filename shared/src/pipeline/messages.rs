@@ -250,12 +250,8 @@ mod tests {
 
     #[test]
     fn unknown_versions_are_refused_by_name() {
-        let mut value = serde_json::to_value(EventMessage::new(
-            TenantId::new(),
-            Utc::now(),
-            event(),
-        ))
-        .unwrap();
+        let mut value =
+            serde_json::to_value(EventMessage::new(TenantId::new(), Utc::now(), event())).unwrap();
         value["v"] = serde_json::json!(2);
         let err = EventMessage::parse(&value.to_string()).unwrap_err();
         assert_eq!(

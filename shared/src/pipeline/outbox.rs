@@ -61,12 +61,11 @@ impl Outbox {
                 Utc::now(),
             )
             .await?;
-        let body = RawValue::from_string(wrapped.body).map_err(|e| {
-            ClaimCheckError::InvalidInput {
+        let body =
+            RawValue::from_string(wrapped.body).map_err(|e| ClaimCheckError::InvalidInput {
                 field: "body",
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         Ok(DeliveryMessage {
             v: VERSION,
             tenant_id: tenant,
@@ -107,7 +106,9 @@ impl Outbox {
         let mut messages = Vec::with_capacity(built.len());
         for (id, message) in built {
             match message {
-                Ok(message) => messages.push(OutgoingMessage::new(id.to_string(), message.to_json())),
+                Ok(message) => {
+                    messages.push(OutgoingMessage::new(id.to_string(), message.to_json()))
+                }
                 Err(e) => results.push((id, Err(format!("claim check: {e}")))),
             }
         }

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 
 use crate::pattern::{EventError, Pattern, PatternLimits, PatternSet};
-use crate::postgres::trigger_sets::{self, MatchableTrigger};
 use crate::postgres::tenants;
+use crate::postgres::trigger_sets::{self, MatchableTrigger};
 use crate::tenant::TenantId;
 use crate::trigger::{Action, ActionKind, Condition, TriggerId};
 

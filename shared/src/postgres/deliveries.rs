@@ -412,7 +412,8 @@ pub async fn record(pool: &PgPool, result: &DeliveryResultMessage) -> sqlx::Resu
         // The receiver's answer is about the endpoint, whatever became of this delivery.
         disable_action(&mut tx, tenant, result.trigger_id, result.action_id, reason).await?;
     }
-    let applies = current.status == DeliveryStatus::Pending.as_str() && current.generation == generation;
+    let applies =
+        current.status == DeliveryStatus::Pending.as_str() && current.generation == generation;
     if !applies {
         tx.commit().await?;
         return Ok(Recorded::AttemptOnly);
@@ -483,7 +484,11 @@ pub async fn disable_action(
     else {
         return Ok(false);
     };
-    let Some(action) = actions.0.iter_mut().find(|a| a.id == action_id && a.enabled) else {
+    let Some(action) = actions
+        .0
+        .iter_mut()
+        .find(|a| a.id == action_id && a.enabled)
+    else {
         return Ok(false);
     };
     action.enabled = false;
