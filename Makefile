@@ -5,9 +5,9 @@ SHELL := bash
 
 export DATABASE_URL ?= postgres://postgres:postgres@127.0.0.1:5432/triggeriq
 TOOLS ?= $(HOME)/.cache/triggeriq/tools
-SQLX := $(TOOLS)/bin/cargo-sqlx
+SQLX := PATH="$(TOOLS)/bin:$$PATH" cargo sqlx
 
-.PHONY: help setup services dev test fmt-check clippy sqlx-check sqlx-prepare unit lint-infra build migrate
+.PHONY: help setup services dev test fmt-check no-openssl clippy sqlx-check sqlx-prepare unit lint-infra build migrate
 
 help:
 	@echo "make dev          run TriggerIQ locally"
@@ -23,7 +23,7 @@ services: setup
 	scripts/postgres.sh >/dev/null
 
 migrate: services
-	$(SQLX) sqlx migrate run --source shared/migrations
+	$(SQLX) migrate run --source shared/migrations
 
 dev: migrate
 	scripts/dev.sh
@@ -36,10 +36,10 @@ clippy:
 
 # Fails when a query changed without `make sqlx-prepare`.
 sqlx-check: migrate
-	$(SQLX) sqlx prepare --workspace --check -- --all-targets
+	$(SQLX) prepare --workspace --check -- --all-targets
 
 sqlx-prepare: migrate
-	$(SQLX) sqlx prepare --workspace -- --all-targets
+	$(SQLX) prepare --workspace -- --all-targets
 
 unit: migrate
 	SQLX_OFFLINE=true cargo test --workspace
@@ -47,7 +47,13 @@ unit: migrate
 lint-infra:
 	scripts/lint-infra.sh
 
-test: fmt-check clippy sqlx-check unit lint-infra
+# rustls only: OpenSSL must not appear anywhere in the dependency graph.
+no-openssl:
+	@if cargo tree --workspace --target all -e normal,build,dev -i openssl-sys >/dev/null 2>&1; then \
+	  echo "openssl-sys is in the dependency tree:"; cargo tree --workspace --target all -i openssl-sys; exit 1; fi
+	@echo "no openssl-sys"
+
+test: fmt-check no-openssl clippy sqlx-check unit lint-infra
 	@echo "all checks passed"
 
 build: setup

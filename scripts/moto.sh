@@ -38,13 +38,18 @@ except Exception:
 PY
 }
 
+# The repo's virtualenv (scripts/setup.sh) when there is one, else the machine's python3.
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+python="${PYTHON:-python3}"
+[[ -x "$repo_root/.venv/bin/python" ]] && python="${PYTHON:-$repo_root/.venv/bin/python}"
+
 serve() {
-  if ! python3 -c 'import moto.moto_server.werkzeug_app' 2>/dev/null; then
+  if ! "$python" -c 'import moto.moto_server.werkzeug_app' 2>/dev/null; then
     echo "installing $moto_spec" >&2
-    python3 -m pip install --quiet "$moto_spec" >&2
+    "$python" -m pip install --quiet "$moto_spec" >&2
   fi
   export MOTO_PORT="$port"
-  exec python3 - "$port" <<'PY'
+  exec "$python" - "$port" <<'PY'
 import sys
 import threading
 

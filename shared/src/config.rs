@@ -75,7 +75,6 @@ impl ApiConfig {
                 pattern: PatternLimits {
                     max_chars: env_or("MAX_PATTERN_CHARS", pattern_defaults.max_chars)?,
                     max_depth: env_or("MAX_PATTERN_DEPTH", pattern_defaults.max_depth)?,
-                    ..pattern_defaults
                 },
             },
         })

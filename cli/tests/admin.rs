@@ -1,0 +1,98 @@
+//! The operator commands, run as a real binary against a fresh database per test.
+
+use std::process::Command;
+
+use serde_json::Value;
+use sqlx::PgPool;
+use triggeriq::postgres::api_keys;
+use triggeriq::tenant::TenantId;
+
+/// The URL of the test's own database (sqlx::test made it from DATABASE_URL).
+fn url_of(pool: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let database = pool.connect_options().get_database().expect("database name").to_owned();
+    let (server, _) = base.rsplit_once('/').expect("a URL with a database");
+    format!("{server}/{database}")
+}
+
+fn triggeriq(pool: &PgPool, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_triggeriq"))
+        .args(args)
+        .env("DATABASE_URL", url_of(pool))
+        .output()
+        .expect("run triggeriq");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn tenant_create_prints_a_tenant_and_a_working_key(pool: PgPool) {
+    let (ok, out, err) = triggeriq(&pool, &["tenant", "create", "Acme", "--json"]);
+    assert!(ok, "{err}");
+    let created = json(&out);
+    let key = created["api_key"].as_str().expect("key");
+    assert!(triggeriq::tenant::looks_like_api_key(key), "{key}");
+    let owner = api_keys::authenticate(&pool, key).await.expect("query").expect("the key works");
+    assert_eq!(owner.tenant_id.to_string(), created["tenant_id"].as_str().expect("tenant id"));
+
+    let (ok, out, _) = triggeriq(&pool, &["tenant", "list"]);
+    assert!(ok);
+    assert!(out.contains("Acme"), "{out}");
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn api_keys_can_be_created_listed_and_revoked(pool: PgPool) {
+    let (_, out, _) = triggeriq(&pool, &["tenant", "create", "Acme", "--json"]);
+    let tenant = json(&out)["tenant_id"].as_str().expect("tenant").to_owned();
+    let (ok, out, err) = triggeriq(&pool, &["api-key", "create", "--tenant", &tenant, "--name", "ci", "--json"]);
+    assert!(ok, "{err}");
+    let created = json(&out);
+    let key = created["api_key"].as_str().expect("key").to_owned();
+    let key_id = created["api_key_id"].as_str().expect("id").to_owned();
+
+    let (ok, out, _) = triggeriq(&pool, &["api-key", "list", "--tenant", &tenant, "--json"]);
+    assert!(ok);
+    let listed = json(&out);
+    assert_eq!(listed.as_array().map(Vec::len), Some(2));
+    assert!(!out.contains(&key), "listings never show a key");
+
+    let (ok, _, err) = triggeriq(&pool, &["api-key", "revoke", "--tenant", &tenant, &key_id]);
+    assert!(ok, "{err}");
+    assert_eq!(api_keys::authenticate(&pool, &key).await.expect("query"), None);
+    let (ok, _, err) = triggeriq(&pool, &["api-key", "revoke", "--tenant", &tenant, &key_id]);
+    assert!(!ok, "revoking twice is an error");
+    assert!(err.contains("no active key"), "{err}");
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn a_key_cannot_be_revoked_through_another_tenant(pool: PgPool) {
+    let (_, a, _) = triggeriq(&pool, &["tenant", "create", "A", "--json"]);
+    let (_, b, _) = triggeriq(&pool, &["tenant", "create", "B", "--json"]);
+    let (a, b) = (json(&a), json(&b));
+    let (ok, _, _) = triggeriq(
+        &pool,
+        &["api-key", "revoke", "--tenant", b["tenant_id"].as_str().expect("b"), a["api_key_id"].as_str().expect("a")],
+    );
+    assert!(!ok);
+    let key = a["api_key"].as_str().expect("key");
+    let owner = api_keys::authenticate(&pool, key).await.expect("query").expect("still valid");
+    assert_eq!(owner.tenant_id, TenantId::parse(a["tenant_id"].as_str().expect("a")).expect("uuid"));
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn bad_input_is_a_clear_error_not_a_panic(pool: PgPool) {
+    let (ok, _, err) = triggeriq(&pool, &["tenant", "create", "  "]);
+    assert!(!ok);
+    assert!(err.contains("1 to 200 characters"), "{err}");
+    let (ok, _, err) = triggeriq(&pool, &["api-key", "create", "--tenant", "not-a-uuid"]);
+    assert!(!ok);
+    assert!(err.contains("invalid value"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
