@@ -10,7 +10,11 @@ use triggeriq::tenant::TenantId;
 /// The URL of the test's own database (sqlx::test made it from DATABASE_URL).
 fn url_of(pool: &PgPool) -> String {
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-    let database = pool.connect_options().get_database().expect("database name").to_owned();
+    let database = pool
+        .connect_options()
+        .get_database()
+        .expect("database name")
+        .to_owned();
     let (server, _) = base.rsplit_once('/').expect("a URL with a database");
     format!("{server}/{database}")
 }
@@ -39,8 +43,14 @@ async fn tenant_create_prints_a_tenant_and_a_working_key(pool: PgPool) {
     let created = json(&out);
     let key = created["api_key"].as_str().expect("key");
     assert!(triggeriq::tenant::looks_like_api_key(key), "{key}");
-    let owner = api_keys::authenticate(&pool, key).await.expect("query").expect("the key works");
-    assert_eq!(owner.tenant_id.to_string(), created["tenant_id"].as_str().expect("tenant id"));
+    let owner = api_keys::authenticate(&pool, key)
+        .await
+        .expect("query")
+        .expect("the key works");
+    assert_eq!(
+        owner.tenant_id.to_string(),
+        created["tenant_id"].as_str().expect("tenant id")
+    );
 
     let (ok, out, _) = triggeriq(&pool, &["tenant", "list"]);
     assert!(ok);
@@ -51,7 +61,12 @@ async fn tenant_create_prints_a_tenant_and_a_working_key(pool: PgPool) {
 async fn api_keys_can_be_created_listed_and_revoked(pool: PgPool) {
     let (_, out, _) = triggeriq(&pool, &["tenant", "create", "Acme", "--json"]);
     let tenant = json(&out)["tenant_id"].as_str().expect("tenant").to_owned();
-    let (ok, out, err) = triggeriq(&pool, &["api-key", "create", "--tenant", &tenant, "--name", "ci", "--json"]);
+    let (ok, out, err) = triggeriq(
+        &pool,
+        &[
+            "api-key", "create", "--tenant", &tenant, "--name", "ci", "--json",
+        ],
+    );
     assert!(ok, "{err}");
     let created = json(&out);
     let key = created["api_key"].as_str().expect("key").to_owned();
@@ -65,7 +80,10 @@ async fn api_keys_can_be_created_listed_and_revoked(pool: PgPool) {
 
     let (ok, _, err) = triggeriq(&pool, &["api-key", "revoke", "--tenant", &tenant, &key_id]);
     assert!(ok, "{err}");
-    assert_eq!(api_keys::authenticate(&pool, &key).await.expect("query"), None);
+    assert_eq!(
+        api_keys::authenticate(&pool, &key).await.expect("query"),
+        None
+    );
     let (ok, _, err) = triggeriq(&pool, &["api-key", "revoke", "--tenant", &tenant, &key_id]);
     assert!(!ok, "revoking twice is an error");
     assert!(err.contains("no active key"), "{err}");
@@ -78,12 +96,24 @@ async fn a_key_cannot_be_revoked_through_another_tenant(pool: PgPool) {
     let (a, b) = (json(&a), json(&b));
     let (ok, _, _) = triggeriq(
         &pool,
-        &["api-key", "revoke", "--tenant", b["tenant_id"].as_str().expect("b"), a["api_key_id"].as_str().expect("a")],
+        &[
+            "api-key",
+            "revoke",
+            "--tenant",
+            b["tenant_id"].as_str().expect("b"),
+            a["api_key_id"].as_str().expect("a"),
+        ],
     );
     assert!(!ok);
     let key = a["api_key"].as_str().expect("key");
-    let owner = api_keys::authenticate(&pool, key).await.expect("query").expect("still valid");
-    assert_eq!(owner.tenant_id, TenantId::parse(a["tenant_id"].as_str().expect("a")).expect("uuid"));
+    let owner = api_keys::authenticate(&pool, key)
+        .await
+        .expect("query")
+        .expect("still valid");
+    assert_eq!(
+        owner.tenant_id,
+        TenantId::parse(a["tenant_id"].as_str().expect("a")).expect("uuid")
+    );
 }
 
 #[sqlx::test(migrator = "triggeriq::MIGRATOR")]
