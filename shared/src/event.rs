@@ -255,14 +255,10 @@ fn read_event(
     };
     let id = match fields.get("id") {
         None | Some(Value::Null) => Some(uuid::Uuid::now_v7().to_string()),
-        Some(Value::String(id)) => check_text(
-            id,
-            &fields.path_of("id"),
-            limits.max_id_chars,
-            true,
-            &mut problems,
-        )
-        .map(str::to_owned),
+        Some(Value::String(id)) => {
+            check_text(id, &fields, "id", limits.max_id_chars, true, &mut problems)
+                .map(str::to_owned)
+        }
         Some(other) => {
             problems.push(
                 fields.path_of("id"),
@@ -274,7 +270,8 @@ fn read_event(
     let kind = match fields.required("type", &mut problems) {
         Some(Value::String(kind)) => check_text(
             kind,
-            &fields.path_of("type"),
+            &fields,
+            "type",
             limits.max_type_chars,
             true,
             &mut problems,
@@ -291,7 +288,8 @@ fn read_event(
     let source = fields.opt_str("source", &mut problems).and_then(|s| {
         check_text(
             s,
-            &fields.path_of("source"),
+            &fields,
+            "source",
             limits.max_attribute_chars,
             false,
             &mut problems,
@@ -300,7 +298,8 @@ fn read_event(
     let subject = fields.opt_str("subject", &mut problems).and_then(|s| {
         check_text(
             s,
-            &fields.path_of("subject"),
+            &fields,
+            "subject",
             limits.max_attribute_chars,
             false,
             &mut problems,
@@ -319,28 +318,32 @@ fn read_event(
             }
         },
     };
-    let data = match fields.get("data") {
-        None | Some(Value::Null) => None,
-        Some(data) => {
-            // Postgres cannot store U+0000; look for it only when the text could hold one.
-            if raw.contains("\\u0000") {
-                nul_paths(data, &fields.path_of("data"), &mut problems);
-            }
-            Some(data.clone())
+    match fields.get("data") {
+        // Postgres cannot store U+0000; look for it only when the text could hold one.
+        Some(data) if raw.contains("\\u0000") => {
+            nul_paths(data, &fields.path_of("data"), &mut problems);
         }
-    };
+        _ => {}
+    }
     fields.finish(&mut problems);
     if problems.is_empty()
         && let (Some(id), Some(kind), Some(time)) = (&id, kind, time)
     {
-        return Ok(Event {
+        let event = Event {
             id: id.clone(),
             kind: kind.to_owned(),
             source: source.map(str::to_owned),
             subject: subject.map(str::to_owned),
             time,
-            data,
-        });
+            data: None,
+        };
+        // The data moves out of the parsed value rather than being copied.
+        let mut value = value;
+        let data = value
+            .as_object_mut()
+            .and_then(|map| map.remove("data"))
+            .filter(|d| !d.is_null());
+        return Ok(Event { data, ..event });
     }
     let mut errors = problems.0;
     // The field list is fixed; say so once rather than leave the client guessing.
@@ -357,27 +360,27 @@ fn read_event(
     Err(Rejected { id, errors })
 }
 
-/// A string attribute: not empty (when `non_empty`), not too long, no control characters.
+/// A string attribute of field `key`: not empty (when `non_empty`), not too long, no control
+/// characters. The path is only built for a problem: this runs for every field of every event.
 fn check_text<'a>(
     text: &'a str,
-    path: &str,
+    fields: &Fields<'_>,
+    key: &str,
     max_chars: usize,
     non_empty: bool,
     problems: &mut Problems,
 ) -> Option<&'a str> {
-    if non_empty && text.trim().is_empty() {
-        problems.push(path, "must not be empty");
-        return None;
-    }
-    if text.chars().count() > max_chars {
-        problems.push(path, format!("must be at most {max_chars} characters"));
-        return None;
-    }
-    if text.chars().any(char::is_control) {
-        problems.push(path, "must not contain control characters");
-        return None;
-    }
-    Some(text)
+    let problem = if non_empty && text.trim().is_empty() {
+        "must not be empty".to_owned()
+    } else if text.len() > max_chars && text.chars().count() > max_chars {
+        format!("must be at most {max_chars} characters")
+    } else if text.chars().any(char::is_control) {
+        "must not contain control characters".to_owned()
+    } else {
+        return Some(text);
+    };
+    problems.push(fields.path_of(key), problem);
+    None
 }
 
 /// Reports every string (key or value) under `value` that contains U+0000.

@@ -2,7 +2,7 @@
 //! Webhooks are signed with the new secret and, for 24 hours, with the ones it replaced too,
 //! so receivers can switch at their own pace (see [`crate::dynamodb::signing_secrets`]).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound as _, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
@@ -31,7 +31,7 @@ pub struct RotatedSecret {
 /// `POST /v1/signing-secret/rotate`
 pub async fn rotate(api: &SigningApi, req: Request) -> Result<Response<Body>, ApiError> {
     let tenant = tenant(&req)?;
-    let now = Utc::now();
+    let now = Utc::now().trunc_subsecs(6);
     let secret = api
         .secrets
         .rotate(&tenant.to_string(), now)

@@ -311,8 +311,8 @@ impl Ingestor {
         let wraps: Vec<_> = claimed
             .iter()
             .map(|c| async move {
-                let message = EventMessage::new(tenant, now, c.event.clone());
-                let text = serde_json::to_string(&message).map_err(|e| e.to_string())?;
+                let text =
+                    EventMessage::to_json(tenant, now, c.event).map_err(|e| e.to_string())?;
                 let claim_id = format!("{}.{}", c.event.id, uuid::Uuid::now_v7().simple());
                 self.claims
                     .wrap(tenant_key, &claim_id, &text, now)
