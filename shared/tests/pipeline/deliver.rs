@@ -410,3 +410,73 @@ async fn the_consumer_samples_parse_and_a_result_for_an_unknown_delivery_is_drop
     let response = process_batch(&recorder, event, record::CONCURRENCY, Recorder::handle).await;
     assert!(failures(response).is_empty());
 }
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn retry_after_lengthens_the_wait_and_a_message_not_yet_due_only_hops(pool: PgPool) {
+    let stack = Stack::new(pool.clone()).await;
+    let receiver = Receiver::start(&[]).await;
+    let (t, _, secret) = tenant_with_trigger(&stack, &receiver.url("/busy")).await;
+    receiver.trust(&secret);
+    fire(&stack, t, json!({"id": "pay-1", "type": "payment.failed"})).await;
+    let queued = stack.take(&stack.deliveries_queue, 1).await;
+    let before = chrono::Utc::now();
+    let deliverer = stack.deliverer(&[Duration::from_secs(5)]);
+    let failed = process_batch(
+        &deliverer,
+        sqs_event(&queued),
+        triggeriq::consumers::deliver::CONCURRENCY,
+        triggeriq::consumers::deliver::Deliverer::handle,
+    )
+    .await;
+    assert!(failures(failed).is_empty());
+    stack.record_all(&stack.recorder()).await;
+
+    // The receiver asked for 120 s, more than the schedule's 5 s: the wait is 120 s.
+    let firing = the_firing(&stack, t, "pay-1").await;
+    let delivery = &firing["deliveries"][0];
+    assert_eq!(delivery["status"], "pending");
+    assert_eq!(delivery["last_status_code"], 503);
+    let next: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(delivery["next_attempt_at"].clone()).unwrap();
+    let wait = (next - before).num_seconds();
+    assert!((119..=125).contains(&wait), "{wait}");
+    // The retry is on the queue, delayed: nothing to receive yet.
+    assert!(stack.take(&stack.deliveries_queue, 0).await.is_empty());
+
+    // A message whose time has not come is re-sent with a delay of at most 15 minutes, and
+    // no attempt is made.
+    let mut later = DeliveryMessage::parse(queued[0].body().unwrap()).unwrap();
+    later.attempt = 2;
+    later.not_before = Some(chrono::Utc::now() + chrono::Duration::hours(10));
+    let early = super::harness::sqs_sample("deliver-webhooks", &[later.to_json()]);
+    let failed = process_batch(
+        &deliverer,
+        early,
+        triggeriq::consumers::deliver::CONCURRENCY,
+        triggeriq::consumers::deliver::Deliverer::handle,
+    )
+    .await;
+    assert!(failures(failed).is_empty());
+    assert_eq!(receiver.received().len(), 1, "no attempt before its time");
+    assert!(stack.take(&stack.results_queue, 0).await.is_empty());
+    let attributes = stack
+        .clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&stack.deliveries_queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .unwrap();
+    let delayed = attributes
+        .attributes()
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        })
+        .cloned();
+    assert_eq!(
+        delayed.as_deref(),
+        Some("2"),
+        "the retry and the hop wait on the queue"
+    );
+}

@@ -481,7 +481,7 @@ struct ReceiverState {
 }
 
 /// A webhook receiver on 127.0.0.1. `/hook` answers the scripted statuses in turn, then 204;
-/// `/gone` answers 410, `/error` always 500. Unverifiable webhooks get 401.
+/// `/gone` answers 410, `/error` always 500, `/busy` 503 with `Retry-After: 120`. Unverifiable webhooks get 401.
 pub struct Receiver {
     pub address: SocketAddr,
     secrets: Arc<Mutex<Vec<String>>>,
@@ -553,6 +553,12 @@ async fn receive(
                 .into_response()
         }
         "/gone" => (StatusCode::GONE, "this endpoint was removed").into_response(),
+        "/busy" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", "120")],
+            "busy",
+        )
+            .into_response(),
         "/error" => (StatusCode::INTERNAL_SERVER_ERROR, "database is down").into_response(),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
