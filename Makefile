@@ -7,10 +7,11 @@ export DATABASE_URL ?= postgres://postgres:postgres@127.0.0.1:5432/triggeriq
 TOOLS ?= $(HOME)/.cache/triggeriq/tools
 SQLX := PATH="$(TOOLS)/bin:$$PATH" cargo sqlx
 
-.PHONY: help setup services dev test fmt-check no-openssl clippy sqlx-check sqlx-prepare unit lint-infra build migrate
+.PHONY: help setup services dev e2e test fmt-check no-openssl clippy sqlx-check sqlx-prepare unit lint-infra build migrate
 
 help:
-	@echo "make dev          run TriggerIQ locally"
+	@echo "make dev          run TriggerIQ locally (Ctrl-C stops it)"
+	@echo "make e2e          start the local stack, run the end-to-end tests, stop it"
 	@echo "make test         everything CI checks: fmt, clippy, .sqlx freshness, tests, infra lint"
 	@echo "make build        release arm64 zips of every function (cargo lambda)"
 	@echo "make sqlx-prepare refresh .sqlx/ after changing a query"
@@ -25,8 +26,14 @@ services: setup
 migrate: services
 	$(SQLX) migrate run --source shared/migrations
 
-dev: migrate
+# scripts/dev.sh installs what is missing, starts Postgres and moto when they are not running
+# (and stops them again on Ctrl-C), migrates and runs `triggeriq dev`.
+dev:
 	scripts/dev.sh
+
+# The same stack on ports of its own, the end-to-end tests against it, then everything stopped.
+e2e:
+	scripts/e2e.sh
 
 fmt-check:
 	cargo fmt --all -- --check

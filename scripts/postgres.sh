@@ -4,7 +4,7 @@
 # DATABASE_URL (default triggeriq). Prints nothing but errors and the URL.
 set -euo pipefail
 
-version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+version=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf "%f\n" | sort -V | tail -n 1)
 if ! pg_lsclusters -h 2>/dev/null | grep -q "^$version main"; then
   pg_createcluster "$version" main >/dev/null
 fi

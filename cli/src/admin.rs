@@ -23,6 +23,10 @@ pub enum TenantCmd {
         /// Use this tenant id instead of a fresh one (demo and test tenants).
         #[arg(long)]
         id: Option<Uuid>,
+        /// Store this API key instead of generating one (local development only; it must look
+        /// like a `tiq_` key).
+        #[arg(long, hide = true)]
+        api_key: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -95,10 +99,24 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 
 pub async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
     match cmd {
-        TenantCmd::Create { name, id, json, db } => {
+        TenantCmd::Create {
+            name,
+            id,
+            api_key,
+            json,
+            db,
+        } => {
             let name = name.trim();
             if name.is_empty() || name.chars().count() > 200 {
                 bail!("a tenant name must be 1 to 200 characters");
+            }
+            if api_key
+                .as_deref()
+                .is_some_and(|k| !triggeriq::tenant::looks_like_api_key(k))
+            {
+                bail!(
+                    "--api-key: an API key must be `tiq_` followed by 43 characters of A-Z, a-z, 0-9, - or _"
+                );
             }
             let pool = connect(&db).await?;
             let mut tx = pool.begin().await?;
@@ -110,16 +128,27 @@ pub async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
                     e.into()
                 }
             })?;
-            let (key_id, key) = api_keys::create(&mut *tx, tenant.id, "first key").await?;
+            let (key_id, key) = match api_key {
+                Some(chosen) => {
+                    let key_id = Uuid::now_v7();
+                    crate::dev::demo::insert_key(&mut *tx, tenant.id, key_id, &chosen, "first key")
+                        .await?;
+                    (key_id, chosen)
+                }
+                None => {
+                    let (key_id, key) = api_keys::create(&mut *tx, tenant.id, "first key").await?;
+                    (key_id, key.plain)
+                }
+            };
             tx.commit().await?;
             if json {
                 print_json(&serde_json::json!({
-                    "tenant_id": tenant.id, "name": tenant.name, "api_key_id": key_id, "api_key": key.plain
+                    "tenant_id": tenant.id, "name": tenant.name, "api_key_id": key_id, "api_key": key
                 }))
             } else {
                 println!("tenant_id  {}", tenant.id);
                 println!("api_key_id {key_id}");
-                println!("api_key    {}", key.plain);
+                println!("api_key    {key}");
                 eprintln!("Keep the key now: it cannot be shown again.");
                 Ok(())
             }

@@ -1,6 +1,10 @@
 //! `triggeriq`: operator and developer command line.
 
 mod admin;
+mod dev;
+mod pattern_cmd;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -17,6 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Test, validate and try event patterns.
+    Pattern(pattern_cmd::PatternCmd),
     /// Manage tenants (talks to Postgres directly; needs DATABASE_URL).
     #[command(subcommand)]
     Tenant(admin::TenantCmd),
@@ -26,14 +32,22 @@ enum Command {
     /// Database maintenance.
     #[command(subcommand)]
     Db(admin::DbCmd),
+    /// Run the whole stack locally from template.yaml (what `make dev` starts).
+    Dev(dev::DevArgs),
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Tenant(cmd) => admin::tenant(cmd).await,
-        Command::ApiKey(cmd) => admin::api_key(cmd).await,
-        Command::Db(cmd) => admin::db(cmd).await,
-    }
+    let result = match cli.command {
+        Command::Pattern(cmd) => pattern_cmd::run(cmd),
+        Command::Tenant(cmd) => admin::tenant(cmd).await.map(|()| ExitCode::SUCCESS),
+        Command::ApiKey(cmd) => admin::api_key(cmd).await.map(|()| ExitCode::SUCCESS),
+        Command::Db(cmd) => admin::db(cmd).await.map(|()| ExitCode::SUCCESS),
+        Command::Dev(args) => dev::run(args).await.map(|()| ExitCode::SUCCESS),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(2)
+    })
 }

@@ -126,3 +126,51 @@ async fn bad_input_is_a_clear_error_not_a_panic(pool: PgPool) {
     assert!(err.contains("invalid value"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn a_chosen_api_key_is_stored_for_the_new_tenant(pool: PgPool) {
+    let key = "tiq_DEMO-local-development-key-0000000000000000";
+    let tenant = "0190f0a0-0000-7000-8000-000000000001";
+    let (ok, out, err) = triggeriq(
+        &pool,
+        &[
+            "tenant",
+            "create",
+            "Demo",
+            "--id",
+            tenant,
+            "--api-key",
+            key,
+            "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(json(&out)["api_key"], key);
+    let owner = api_keys::authenticate(&pool, key)
+        .await
+        .expect("query")
+        .expect("the key works");
+    assert_eq!(owner.tenant_id.to_string(), tenant);
+}
+
+#[test]
+fn a_chosen_api_key_must_look_like_a_tiq_key() {
+    for bad in [
+        "sk_live_123",
+        "tiq_short",
+        &format!("tiq_{}", "!".repeat(43)),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_triggeriq"))
+            .args(["tenant", "create", "demo", "--api-key", bad])
+            // Nothing listens here: reaching for the database would be a connection error.
+            .env("DATABASE_URL", "postgres://nobody:nothing@127.0.0.1:1/none")
+            .output()
+            .expect("run triggeriq");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad} was accepted");
+        assert!(
+            stderr.contains("--api-key") && stderr.contains("tiq_"),
+            "{stderr}"
+        );
+    }
+}

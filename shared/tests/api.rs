@@ -135,6 +135,15 @@ fn answer(response: Response<Body>) -> Answer {
     }
 }
 
+/// The request's route key and JSON body (if it has one that parses).
+fn exchange_of(req: &Req) -> (String, Option<Value>) {
+    let route_key = req.0["routeKey"].as_str().expect("routeKey").to_owned();
+    let body = req.0["body"]
+        .as_str()
+        .and_then(|b| serde_json::from_str(b).ok());
+    (route_key, body)
+}
+
 async fn call<'a, F>(
     api: &'a TriggerApi,
     handler: fn(&'a TriggerApi, Request) -> F,
@@ -143,7 +152,10 @@ async fn call<'a, F>(
 where
     F: std::future::Future<Output = Result<Response<Body>, ApiError>> + 'a,
 {
-    answer(api::respond(req.build(), |r| handler(api, r)).await)
+    let (route_key, request_body) = exchange_of(&req);
+    let got = answer(api::respond(req.build(), |r| handler(api, r)).await);
+    openapi::check(&route_key, request_body.as_ref(), got.status, &got.body);
+    got
 }
 
 fn trigger_api(pool: &PgPool) -> TriggerApi {
@@ -861,7 +873,11 @@ async fn the_test_pattern_sample_matches_and_bad_patterns_answer_422(_pool: PgPo
         limits: Default::default(),
     };
     let run = |req: Req| async {
-        answer(api::respond(req.build(), |r| triggeriq::api::patterns::test(&api, r)).await)
+        let (route_key, request_body) = exchange_of(&req);
+        let got =
+            answer(api::respond(req.build(), |r| triggeriq::api::patterns::test(&api, r)).await);
+        openapi::check(&route_key, request_body.as_ref(), got.status, &got.body);
+        got
     };
     let got = run(Req(sample("test-pattern"))).await;
     assert_eq!(got.status, 200, "{}", got.body);

@@ -130,6 +130,64 @@ fn to_object(kvs: Vec<(&str, Value)>) -> Value {
     Value::Object(map)
 }
 
+fn small_leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        4 => (0i64..3).prop_map(|n| json!([n])),
+        1 => (0i64..3).prop_map(|n| json!([{"numeric": [">=", n]}])),
+        1 => Just(json!([{"exists": false}])),
+        1 => Just(json!([{"exists": true}])),
+        1 => (0i64..3).prop_map(|n| json!([{"anything-but": n}])),
+    ]
+}
+
+fn small_node(depth: u32) -> BoxedStrategy<Value> {
+    let field = if depth == 0 {
+        small_leaf().boxed()
+    } else {
+        prop_oneof![3 => small_leaf(), 1 => small_node(depth - 1)].boxed()
+    };
+    prop::collection::vec(
+        (prop::sample::select(vec!["a", "b", "c", "k.a"]), field),
+        1..4,
+    )
+    .prop_map(to_object)
+    .boxed()
+}
+
+fn small_pattern() -> impl Strategy<Value = Value> {
+    (
+        small_node(1),
+        prop::option::weighted(0.3, prop::collection::vec(small_node(1), 2..3)),
+    )
+        .prop_map(|(k, or)| {
+            let mut root = json!({ "k": k });
+            if let (Some(branches), Value::Object(map)) = (or, &mut root) {
+                let wrapped: Vec<Value> = branches.into_iter().map(|b| json!({ "k": b })).collect();
+                map.insert("$or".into(), Value::Array(wrapped));
+            }
+            root
+        })
+}
+
+fn small_event() -> impl Strategy<Value = Value> {
+    let scalar = prop_oneof![4 => (0i64..3).prop_map(|n| json!(n)), 1 => Just(Value::Null)];
+    let obj = prop::collection::vec(
+        (prop::sample::select(vec!["a", "b", "c", "k.a"]), scalar),
+        0..4,
+    )
+    .prop_map(|kvs| Value::Object(kvs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()));
+    let elem = obj.prop_recursive(2, 12, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+            prop::collection::vec((prop::sample::select(vec!["a", "b", "c"]), inner), 0..3)
+                .prop_map(|kvs| Value::Object(
+                    kvs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                )),
+        ]
+    });
+    prop::collection::vec(elem, 0..4).prop_map(|items| json!({ "k": items }))
+}
+
 fn valid_patterns() -> impl Strategy<Value = Vec<Pattern>> {
     prop::collection::vec(pattern_object(2), 1..10).prop_map(|values| {
         values
@@ -193,6 +251,30 @@ proptest! {
             let mut got = set.matches(&bytes).expect("valid event");
             got.sort_unstable();
             prop_assert_eq!(got, expected(&kept, &bytes), "after removals, event {}", e);
+        }
+    }
+
+    /// Tiny domains, so that several leaves under one key often hold
+    /// separately but not in the same array element.
+    #[test]
+    fn array_element_consistency_agrees(
+        patterns in prop::collection::vec(small_pattern(), 1..6),
+        events in prop::collection::vec(small_event(), 1..6),
+    ) {
+        let patterns: Vec<Pattern> = patterns
+            .iter()
+            .filter_map(|v| Pattern::from_value(v, &PatternLimits::default()).ok())
+            .collect();
+        let mut set = PatternSet::new();
+        for (i, p) in patterns.iter().enumerate() {
+            set.insert(i, p).expect("within limits");
+        }
+        let all: Vec<(usize, &Pattern)> = patterns.iter().enumerate().collect();
+        for e in &events {
+            let bytes = serde_json::to_vec(e).expect("serialise");
+            let mut got = set.matches(&bytes).expect("valid event");
+            got.sort_unstable();
+            prop_assert_eq!(got, expected(&all, &bytes), "event {}", e);
         }
     }
 

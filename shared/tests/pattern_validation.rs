@@ -123,7 +123,7 @@ fn hostile_events_are_refused_or_matched_without_panicking() {
         r#"{{"c": [{}]}}"#,
         vec!["\"yyyyyyyyyy\""; 100_000].join(",")
     );
-    assert_eq!(p.matches(wide.as_bytes()).expect("json"), false);
+    assert!(!p.matches(wide.as_bytes()).expect("json"));
     assert!(set.matches(wide.as_bytes()).expect("json").is_empty());
     for event in [
         &b"\xff\xfe"[..],

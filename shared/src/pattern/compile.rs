@@ -14,6 +14,9 @@ use super::{PatternError, PatternLimits};
 /// is matched separately, so this bounds the work one pattern can cost.
 pub(crate) const MAX_CLAUSES: usize = 1024;
 
+/// Hard ceiling on `PatternLimits::max_depth`.
+pub(crate) const MAX_DEPTH_CAP: usize = 256;
+
 /// One element of a leaf array: a value to equal or one operator.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Matcher {
@@ -304,11 +307,13 @@ pub(crate) fn compile(
             message,
         }])
     };
+    // Validation recurses once per level, so the depth limit also bounds the
+    // stack; a configured limit above MAX_DEPTH_CAP is capped.
+    let max_depth = limits.max_depth.min(MAX_DEPTH_CAP);
     let depth = depth_of(value);
-    if depth > limits.max_depth {
+    if depth > max_depth {
         return top(format!(
-            "the pattern nests {depth} levels of objects and arrays; the limit is {}",
-            limits.max_depth
+            "the pattern nests {depth} levels of objects and arrays; the limit is {max_depth}"
         ));
     }
     let chars = compact_chars(value, limits.max_chars);

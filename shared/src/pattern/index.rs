@@ -466,12 +466,10 @@ impl FieldIndex {
     }
 
     pub(crate) fn remove(&mut self, m: &Matcher, t: u32) {
-        fn from_map<K: std::hash::Hash + Eq + ?Sized, Q: std::hash::Hash + Eq>(
-            map: &mut FxHashMap<Q, Targets>,
-            key: &K,
-            t: u32,
-        ) where
-            Q: std::borrow::Borrow<K>,
+        fn from_map<K, Q>(map: &mut FxHashMap<Q, Targets>, key: &K, t: u32)
+        where
+            K: std::hash::Hash + Eq + ?Sized,
+            Q: std::hash::Hash + Eq + std::borrow::Borrow<K>,
         {
             if let Some(list) = map.get_mut(key) {
                 remove_target(list, t);

@@ -63,14 +63,14 @@ fn exact_matches(e: &Exact, s: Scalar<'_>) -> bool {
 pub(crate) fn anything_but_excludes(a: &AnythingBut, s: Scalar<'_>) -> bool {
     match (a, s) {
         (AnythingBut::Strings(list), Scalar::Str(v)) => list.iter().any(|x| x == v),
-        (AnythingBut::Numbers(list), Scalar::Num(n)) => list.iter().any(|x| *x == n),
+        (AnythingBut::Numbers(list), Scalar::Num(n)) => list.contains(&n),
         (AnythingBut::Prefix(list), Scalar::Str(v)) => {
             list.iter().any(|p| v.starts_with(p.as_str()))
         }
         (AnythingBut::Suffix(list), Scalar::Str(v)) => list.iter().any(|p| v.ends_with(p.as_str())),
         (AnythingBut::IgnoreCase(list), Scalar::Str(v)) => {
             let lower = lowercase(v);
-            list.iter().any(|p| *p == lower)
+            list.contains(&lower)
         }
         (AnythingBut::Wildcard(list), Scalar::Str(v)) => list.iter().any(|w| w.matches(v)),
         _ => false,
@@ -130,37 +130,34 @@ fn insert_all<'a>(obj: &mut NObj<'a>, map: &'a Map<String, Value>) {
     }
 }
 
-fn object_entry<'o, 'a>(obj: &'o mut NObj<'a>, key: &'a str) -> &'o mut NObj<'a> {
-    let pos = obj
-        .entries
-        .iter()
-        .position(|(k, v)| *k == key && matches!(v, NVal::Obj(_)));
-    let pos = match pos {
-        Some(p) => p,
-        None => {
-            obj.entries.push((key, NVal::Obj(NObj::default())));
-            obj.entries.len() - 1
+/// Runs `f` on the object entry `key` of `obj`, creating it if missing, so
+/// that dotted keys and nested objects with the same name merge.
+fn with_object_entry<'a>(obj: &mut NObj<'a>, key: &'a str, f: impl FnOnce(&mut NObj<'a>)) {
+    for (k, v) in obj.entries.iter_mut() {
+        if *k == key
+            && let NVal::Obj(o) = v
+        {
+            f(o);
+            return;
         }
-    };
-    match &mut obj.entries[pos].1 {
-        NVal::Obj(o) => o,
-        // The entry at `pos` was selected or created as an object.
-        _ => unreachable!("object entry is an object"),
     }
+    let mut o = NObj::default();
+    f(&mut o);
+    obj.entries.push((key, NVal::Obj(o)));
 }
 
 fn insert<'a>(obj: &mut NObj<'a>, segs: &[&'a str], v: &'a Value) {
     match segs {
         [] => {}
         [last] => match v {
-            Value::Object(map) => insert_all(object_entry(obj, last), map),
+            Value::Object(map) => with_object_entry(obj, last, |o| insert_all(o, map)),
             other => obj.entries.push((last, normalize(other))),
         },
-        [head, rest @ ..] => insert(object_entry(obj, head), rest, v),
+        [head, rest @ ..] => with_object_entry(obj, head, |o| insert(o, rest, v)),
     }
 }
 
-fn collect_scalars<'v, 'a>(v: &'v NVal<'a>, out: &mut Vec<Scalar<'a>>) {
+fn collect_scalars<'a>(v: &NVal<'a>, out: &mut Vec<Scalar<'a>>) {
     match v {
         NVal::Scalar(s) => out.push(*s),
         NVal::Arr(items) => items.iter().for_each(|i| collect_scalars(i, out)),

@@ -48,7 +48,8 @@ pub struct PatternLimits {
     /// Maximum nesting depth of objects and arrays in the pattern, the
     /// top-level object counting as 1. Default 32: a leaf operator such as
     /// `{"numeric": [">", 0]}` sits three levels below its field, so this
-    /// leaves room for about 28 levels of nested fields.
+    /// leaves room for about 28 levels of nested fields. Values above 256
+    /// are treated as 256, so that validation cannot exhaust the stack.
     pub max_depth: usize,
 }
 

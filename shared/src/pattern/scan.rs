@@ -20,9 +20,64 @@ pub(crate) struct PathTrie {
     free: Vec<u32>,
 }
 
+/// A trie node's children: a short list probed linearly (the common case:
+/// objects name few fields), a hash map once there are many.
+#[derive(Debug, Default)]
+struct Children {
+    small: Vec<(Box<str>, u32)>,
+    map: Option<FxHashMap<Box<str>, u32>>,
+}
+
+const SMALL_CHILDREN: usize = 16;
+
+impl Children {
+    #[inline]
+    fn get(&self, key: &str) -> Option<u32> {
+        if let Some(map) = &self.map {
+            return map.get(key).copied();
+        }
+        let key = key.as_bytes();
+        self.small
+            .iter()
+            .find(|(k, _)| {
+                k.len() == key.len() && k.as_bytes().first() == key.first() && k.as_bytes() == key
+            })
+            .map(|(_, v)| *v)
+    }
+
+    fn insert(&mut self, key: Box<str>, value: u32) {
+        match &mut self.map {
+            Some(map) => {
+                map.insert(key, value);
+            }
+            None => {
+                self.small.push((key, value));
+                if self.small.len() > SMALL_CHILDREN {
+                    self.map = Some(self.small.drain(..).collect());
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        match &mut self.map {
+            Some(map) => {
+                map.remove(key);
+            }
+            None => self.small.retain(|(k, _)| &**k != key),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.map
+            .as_ref()
+            .map_or(self.small.is_empty(), |m| m.is_empty())
+    }
+}
+
 #[derive(Debug, Default)]
 struct TrieNode {
-    children: FxHashMap<Box<str>, u32>,
+    children: Children,
     parent: u32,
     key: Box<str>,
     refs: u32,
@@ -54,7 +109,7 @@ impl PathTrie {
     }
 
     fn child(&self, node: u32, key: &str) -> Option<u32> {
-        self.nodes[node as usize].children.get(key).copied()
+        self.nodes[node as usize].children.get(key)
     }
 
     fn has_children(&self, node: u32) -> bool {
@@ -71,7 +126,7 @@ impl PathTrie {
                 Some(c) => c,
                 None => {
                     let node = TrieNode {
-                        children: FxHashMap::default(),
+                        children: Children::default(),
                         parent: at,
                         key: (*seg).into(),
                         refs: 0,
@@ -104,7 +159,7 @@ impl PathTrie {
             n.refs = n.refs.saturating_sub(1);
             if n.refs == 0 && at != 0 {
                 let key = std::mem::take(&mut n.key);
-                n.children = FxHashMap::default();
+                n.children = Children::default();
                 self.nodes[parent as usize].children.remove(&key);
                 self.free.push(at);
             }
@@ -154,6 +209,9 @@ pub(crate) struct Doc {
     /// For each trie node: the first leaf on that path (or NONE).
     pub(crate) heads: Vec<u32>,
     touched: Vec<u32>,
+    /// For each trie node: how many distinct objects the event has there.
+    objects: Vec<u32>,
+    objects_touched: Vec<u32>,
     /// Unescaped strings.
     pub(crate) owned: String,
     /// Lowercased strings, filled on demand; per leaf (start, end) or NONE.
@@ -173,6 +231,14 @@ impl Doc {
         }
         if self.heads.len() < trie_capacity {
             self.heads.resize(trie_capacity, NONE);
+        }
+        for t in self.objects_touched.drain(..) {
+            if let Some(c) = self.objects.get_mut(t as usize) {
+                *c = 0;
+            }
+        }
+        if self.objects.len() < trie_capacity {
+            self.objects.resize(trie_capacity, 0);
         }
         self.nodes.clear();
         self.leaves.clear();
@@ -211,12 +277,18 @@ impl Doc {
         if cached.0 != NONE {
             return Some(cached);
         }
-        let Scalar::Str(s) = self.scalar(event, leaf) else {
+        let Leaf::Str { start, end, owned } = self.leaves[leaf as usize] else {
             return None;
         };
+        let src = if owned { self.owned.as_str() } else { event };
+        let s = src.get(start as usize..end as usize).unwrap_or("");
         let start = self.lower_buf.len();
-        let lowered: String = super::value::lowercase(s);
-        self.lower_buf.push_str(&lowered);
+        if s.is_ascii() {
+            self.lower_buf
+                .extend(s.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+        } else {
+            self.lower_buf.extend(super::value::lower_chars(s));
+        }
         let range = (start as u32, self.lower_buf.len() as u32);
         self.lower[leaf as usize] = range;
         Some(range)
@@ -248,7 +320,22 @@ impl Doc {
             }
             c = n.next;
         }
-        self.add_node(parent, Kind::Obj, trie, true, NONE)
+        self.new_object(parent, trie, true)
+    }
+
+    fn new_object(&mut self, parent: u32, trie: u32, keyed: bool) -> u32 {
+        let count = &mut self.objects[trie as usize];
+        if *count == 0 {
+            self.objects_touched.push(trie);
+        }
+        *count += 1;
+        self.add_node(parent, Kind::Obj, trie, keyed, NONE)
+    }
+
+    /// How many distinct objects the event has at path `trie` (objects
+    /// merged from dotted keys count once).
+    pub(crate) fn objects_at(&self, trie: u32) -> u32 {
+        self.objects.get(trie as usize).copied().unwrap_or(0)
     }
 
     fn add_leaf(&mut self, parent: u32, trie: u32, keyed: bool, leaf: Leaf) {
@@ -367,6 +454,10 @@ impl Scanner<'_, '_> {
 
     #[inline]
     fn ws(&mut self) {
+        // Compact JSON has no whitespace: one test in the common case.
+        if self.src.get(self.pos).is_some_and(|b| *b > b' ') {
+            return;
+        }
         while let Some(b) = self.src.get(self.pos) {
             if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
                 self.pos += 1;
@@ -383,7 +474,14 @@ impl Scanner<'_, '_> {
 
     fn value(&mut self, ctx: Ctx, depth: usize) -> Result<(), EventError> {
         match self.peek() {
-            Some(b'{') => self.object(ctx, depth + 1),
+            Some(b'{') => match ctx {
+                Ctx::Keep { trie, .. } if self.trie.has_children(trie) => {
+                    self.object(ctx, depth + 1)
+                }
+                // Nothing below is named (or only scalars are): validate and move on.
+                _ => self.skip(depth),
+            },
+            Some(b'[') if matches!(ctx, Ctx::Skip) => self.skip(depth),
             Some(b'[') => self.array(ctx, depth + 1),
             Some(b'"') => {
                 let (start, end, escaped) = self.string()?;
@@ -419,6 +517,87 @@ impl Scanner<'_, '_> {
             Some(_) => Err(self.err("expected a JSON value")),
             None => Err(self.err("unexpected end of input")),
         }
+    }
+
+    /// Validates and skips one value, iteratively and without keeping
+    /// anything: the fast path for the parts of an event no pattern names.
+    /// `depth` is the nesting depth of the value's parent.
+    fn skip(&mut self, depth: usize) -> Result<(), EventError> {
+        // Closing bracket expected for each container opened here.
+        let mut closers = [0u8; EVENT_MAX_DEPTH + 1];
+        let mut open = 0usize;
+        'value: loop {
+            match self.peek() {
+                Some(c @ (b'{' | b'[')) => {
+                    if depth + open + 1 > EVENT_MAX_DEPTH {
+                        return Err(self.err("nested too deeply"));
+                    }
+                    self.pos += 1;
+                    self.ws();
+                    let (close, object) = if c == b'{' {
+                        (b'}', true)
+                    } else {
+                        (b']', false)
+                    };
+                    if self.peek() == Some(close) {
+                        self.pos += 1;
+                    } else {
+                        closers[open] = close;
+                        open += 1;
+                        if object {
+                            self.skip_key()?;
+                        }
+                        continue 'value;
+                    }
+                }
+                Some(b'"') => {
+                    self.string()?;
+                }
+                Some(b't') => self.literal(b"true", Ctx::Skip, Leaf::Null)?,
+                Some(b'f') => self.literal(b"false", Ctx::Skip, Leaf::Null)?,
+                Some(b'n') => self.literal(b"null", Ctx::Skip, Leaf::Null)?,
+                Some(b'-' | b'0'..=b'9') => self.number(Ctx::Skip)?,
+                Some(_) => return Err(self.err("expected a JSON value")),
+                None => return Err(self.err("unexpected end of input")),
+            }
+            // After a value: close containers or move to the next member.
+            loop {
+                if open == 0 {
+                    return Ok(());
+                }
+                self.ws();
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        self.ws();
+                        if closers[open - 1] == b'}' {
+                            self.skip_key()?;
+                        }
+                        continue 'value;
+                    }
+                    Some(c) if c == closers[open - 1] => {
+                        self.pos += 1;
+                        open -= 1;
+                    }
+                    _ => return Err(self.err("expected , or a closing bracket")),
+                }
+            }
+        }
+    }
+
+    /// Skips `"key" :` and the whitespace after it.
+    fn skip_key(&mut self) -> Result<(), EventError> {
+        if self.peek() != Some(b'"') {
+            return Err(self.err("expected a string key"));
+        }
+        self.string()?;
+        self.ws();
+        if self.peek() != Some(b':') {
+            return Err(self.err("expected : after key"));
+        }
+        self.pos += 1;
+        self.ws();
+        Ok(())
     }
 
     fn literal(&mut self, word: &[u8], ctx: Ctx, leaf: Leaf) -> Result<(), EventError> {
@@ -502,7 +681,7 @@ impl Scanner<'_, '_> {
 
     /// Scans a string starting at the opening quote; returns the content's
     /// byte range and whether it has escapes.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Result<(usize, usize, bool), EventError> {
         self.pos += 1;
         let start = self.pos;
@@ -521,7 +700,10 @@ impl Scanner<'_, '_> {
                 let hit = (quote.wrapping_sub(ONES) & !quote)
                     | (back.wrapping_sub(ONES) & !back)
                     | (x.wrapping_sub(ONES * 0x20) & !x);
-                if hit & HIGH != 0 {
+                let found = hit & HIGH;
+                if found != 0 {
+                    // The lowest flagged byte is always a real hit.
+                    self.pos += (found.trailing_zeros() / 8) as usize;
                     break;
                 }
                 self.pos += 8;
@@ -646,7 +828,7 @@ impl Scanner<'_, '_> {
                 let id = if keyed {
                     self.doc.object_entry(parent, trie)
                 } else {
-                    self.doc.add_node(parent, Kind::Obj, trie, false, NONE)
+                    self.doc.new_object(parent, trie, false)
                 };
                 Some((trie, id))
             }
@@ -849,6 +1031,69 @@ mod tests {
         assert!(serde_json::from_str::<serde_json::Value>(&deep_ok).is_ok());
         assert!(scan(deep_bad.as_bytes(), &trie, &mut doc).is_err());
         assert!(serde_json::from_str::<serde_json::Value>(&deep_bad).is_err());
+    }
+
+    #[test]
+    fn strings_decode_like_serde_json_at_every_offset() {
+        let mut trie = PathTrie::new();
+        let a = trie.acquire(&["a"]);
+        for len in 0..20 {
+            for at in 0..=len {
+                for special in ["\\\"", "\\n", "\\u00e9", "\\ud83d\\ude80", "é", "\u{1}"] {
+                    let body: String = (0..len)
+                        .map(|i| {
+                            if i == at {
+                                special.to_owned()
+                            } else {
+                                "x".to_owned()
+                            }
+                        })
+                        .collect();
+                    let json = format!(r#"{{"a": "{body}", "b": "{body}"}}"#);
+                    let mut doc = Doc::default();
+                    let ours = scan(json.as_bytes(), &trie, &mut doc);
+                    let theirs: Result<serde_json::Value, _> = serde_json::from_str(&json);
+                    assert_eq!(ours.is_ok(), theirs.is_ok(), "{json}");
+                    if let (Ok(text), Ok(v)) = (ours, theirs) {
+                        let leaf = doc.leaves_at(a).next().expect("a is kept");
+                        match doc.scalar(text, leaf) {
+                            Scalar::Str(s) => assert_eq!(Some(s), v["a"].as_str(), "{json}"),
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn skipped_parts_are_validated_like_kept_ones() {
+        let mut trie = PathTrie::new();
+        trie.acquire(&["a"]);
+        let ok = |s: &str| {
+            let mut doc = Doc::default();
+            let ours = scan(s.as_bytes(), &trie, &mut doc).is_ok();
+            let theirs = serde_json::from_str::<serde_json::Value>(s).is_ok();
+            assert_eq!(ours, theirs, "{s}");
+            ours
+        };
+        let nest = |n: usize| format!(r#"{{"a": 1, "z": {}1{}}}"#, "[".repeat(n), "]".repeat(n));
+        assert!(ok(&nest(EVENT_MAX_DEPTH - 1)));
+        assert!(!ok(&nest(EVENT_MAX_DEPTH)));
+        for s in [
+            r#"{"z": {"x": [1, {"y": "\u00e9"}], "w": {}}, "a": 2}"#,
+            r#"{"z": {"x": [1, {"y": tru}]}}"#,
+            r#"{"z": {"x": [1,]}}"#,
+            r#"{"z": {"x" 1}}"#,
+            r#"{"z": {"x": 1,}}"#,
+            r#"{"z": [}"#,
+            r#"{"z": {"x": 1e999}}"#,
+            r#"{"z": {"x": [[], {}, [{}], "\q"]}}"#,
+            r#"{"a": {"x": {"y": [1, 2]}}}"#,
+            r#"{"z": { "x" : [ 1 , 2 ] , "y" : { } } }"#,
+        ] {
+            ok(s);
+        }
     }
 
     #[test]

@@ -6,10 +6,11 @@
 //! transitions are per-field value indexes ([`FieldIndex`]), so following
 //! them costs a hash probe or a binary search, not a scan over patterns.
 //! Matching an event reads it once ([`scan`](super::scan)), keeping only the
-//! fields some pattern names, walks the automaton from the root, and checks
-//! each clause that reaches its final state against the kept fields for what
-//! the automaton does not track: array element consistency and
-//! `exists: false`.
+//! fields some pattern names, and walks the automaton from the root. A
+//! clause that reaches its final state is checked against the kept fields
+//! for what the automaton does not track — `exists: false`, and array
+//! element consistency where the event has several objects at a path two of
+//! the clause's conditions share — and accepted as is otherwise.
 //!
 //! Unlike event-ruler and quamina, states are reference-counted, so removing
 //! a pattern frees exactly what only it used, and nothing is ever rebuilt.
@@ -98,6 +99,13 @@ struct Cond {
 struct ClauseEntry {
     pattern: u32,
     tree: VNode,
+    /// Some leaf is not on the chain (it allows `exists: false`), so reaching
+    /// the chain's end does not prove the clause.
+    always_verify: bool,
+    /// Paths (trie nodes, the root included) with two or more of the clause's
+    /// leaves below them: only where the event has several objects at one of
+    /// these can array element consistency reject what the chain accepted.
+    shared: Vec<u32>,
     chain: Vec<Cond>,
     /// Trie nodes acquired for the clause's leaf paths.
     paths: Vec<u32>,
@@ -382,7 +390,12 @@ where
                     continue;
                 };
                 let p = clause.pattern as usize;
-                if pattern_seen[p] != generation && verify(doc, text, &clause.tree) {
+                if pattern_seen[p] == generation {
+                    continue;
+                }
+                let proven =
+                    !clause.always_verify && clause.shared.iter().all(|t| doc.objects_at(*t) <= 1);
+                if proven || verify(doc, text, &clause.tree) {
                     pattern_seen[p] = generation;
                     found.push(clause.pattern);
                 }
@@ -400,12 +413,13 @@ where
                 };
                 index.any_targets().iter().for_each(|t| visit(*t));
                 if index.needs_lowercase() {
-                    let ids: Vec<u32> = doc.leaves_at(*trie).collect();
-                    for leaf in ids {
+                    let mut leaf = doc.heads[*trie as usize];
+                    while leaf != NONE {
                         let lower = doc.lowered(text, leaf);
                         let lower_str =
                             lower.and_then(|(a, b)| doc.lower_buf.get(a as usize..b as usize));
                         index.lookup(doc.scalar(text, leaf), lower_str, &mut visit);
+                        leaf = doc.leaf_next[leaf as usize];
                     }
                 } else {
                     for leaf in leaves {
@@ -461,6 +475,9 @@ where
         let chain: Vec<Cond> = conds.into_iter().map(|(_, _, c)| c).collect();
 
         let tree = self.resolve(clause, 0);
+        let always_verify = chain.len() < leaves.len();
+        let mut shared = Vec::new();
+        shared_paths(&tree, 0, &mut shared);
         let id = match self.free_clauses.pop() {
             Some(c) => c,
             None => {
@@ -497,6 +514,8 @@ where
         self.clauses[id as usize] = Some(ClauseEntry {
             pattern,
             tree,
+            always_verify,
+            shared,
             chain,
             paths,
         });
@@ -567,6 +586,22 @@ where
             self.trie.release(p);
         }
     }
+}
+
+/// Collects the trie nodes of `node` and below with two or more leaves
+/// beneath them; returns the number of leaves under `node`.
+fn shared_paths(node: &VNode, trie: u32, out: &mut Vec<u32>) -> usize {
+    let mut leaves = 0;
+    for f in &node.fields {
+        leaves += match &f.kind {
+            VKind::Leaf(_) => 1,
+            VKind::Node(child) => shared_paths(child, f.trie, out),
+        };
+    }
+    if leaves >= 2 {
+        out.push(trie);
+    }
+    leaves
 }
 
 /// Rough memory cost of a compiled pattern: proportional to its size, with a

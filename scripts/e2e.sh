@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# `make e2e`: starts the local stack exactly as `make dev` does (scripts/dev.sh), on ports of
+# its own and with a database of its own, runs the end-to-end tests (cli/tests/e2e.rs)
+# against it, prints the latency report, and stops everything it started.
+#
+# Ports: API 3010, cargo lambda watch 9010, moto 5010, receiver 9110, Bedrock stand-in 9111
+# (override with E2E_API_PORT, E2E_WATCH_PORT, E2E_MOTO_PORT, E2E_RECEIVER_PORT,
+# E2E_BEDROCK_PORT). Set E2E_SKIP_LATENCY=1 to leave out the 1,000-event latency run.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$(pwd)
+
+export TRIGGERIQ_PORT="${E2E_API_PORT:-3010}"
+export TRIGGERIQ_WATCH_PORT="${E2E_WATCH_PORT:-9010}"
+export MOTO_PORT="${E2E_MOTO_PORT:-5010}"
+export TRIGGERIQ_RECEIVER_PORT="${E2E_RECEIVER_PORT:-9110}"
+export TRIGGERIQ_BEDROCK_PORT="${E2E_BEDROCK_PORT:-9111}"
+export DATABASE_URL="${E2E_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/triggeriq_e2e}"
+export NO_COLOR=1
+
+work=$(mktemp -d)
+log="$root/.dev/e2e-stack.log"
+mkdir -p "$root/.dev"
+stack_pid=""
+
+# shellcheck disable=SC2329 # run by the EXIT trap
+stop_stack() {
+  if [[ -n "$stack_pid" ]] && kill -0 "$stack_pid" 2>/dev/null; then
+    echo "==> stopping the stack"
+    # The group holds dev.sh and `triggeriq dev`; they stop cargo lambda watch and moto.
+    kill -INT -- "-$stack_pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do
+      kill -0 "$stack_pid" 2>/dev/null || break
+      sleep 0.5
+    done
+    kill -KILL -- "-$stack_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap stop_stack EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+echo "==> starting the stack (scripts/dev.sh; log $log)"
+# A process group of its own (job control on for this one job), so that it can be stopped as
+# a whole, as Ctrl-C stops `make dev`.
+set -m
+bash scripts/dev.sh --ready-file "$work/ready.json" >"$log" 2>&1 &
+stack_pid=$!
+set +m
+# The first run builds every function: allow for it.
+for _ in $(seq 1 1800); do
+  [[ -s "$work/ready.json" ]] && break
+  if ! kill -0 "$stack_pid" 2>/dev/null; then
+    echo "the stack did not start; its log:" >&2
+    tail -n 80 "$log" >&2
+    exit 1
+  fi
+  sleep 1
+done
+[[ -s "$work/ready.json" ]] || { echo "the stack was not ready within 30 minutes" >&2; tail -n 80 "$log" >&2; exit 1; }
+echo "==> stack ready: $(cat "$work/ready.json")"
+
+export TRIGGERIQ_E2E_API="http://127.0.0.1:$TRIGGERIQ_PORT"
+filter=()
+if [[ -n "${E2E_SKIP_LATENCY:-}" ]]; then
+  filter=(--skip latency_report)
+fi
+status=0
+cargo test -p triggeriq-cli --test e2e -- --ignored --test-threads=1 --nocapture "${filter[@]}" || status=$?
+if ((status != 0)); then
+  echo "==> the end-to-end tests failed; the stack's last lines:" >&2
+  tail -n 60 "$log" >&2
+fi
+exit "$status"
