@@ -9,8 +9,8 @@
 //!    see [`crate::webhook::retry`]) and stop; no attempt, no result.
 //! 2. Attempt: `POST` the body with `webhook-id` (the delivery id, the same on every attempt),
 //!    `webhook-timestamp` and `webhook-signature` (one signature per active secret), behind
-//!    the SSRF guard, 15 s at most. A tenant without a secret yet gets no unsigned webhook:
-//!    the attempt fails with that reason and is retried on the schedule.
+//!    the SSRF guard, 15 s at most. A tenant without a secret yet gets one made now, so no
+//!    webhook ever goes out unsigned; rotating shows the tenant a secret that verifies.
 //! 3. Decide ([`RetryPolicy::next_step`]) and report the result *first*, then act: re-send
 //!    the message for the next attempt, or park it in the deliveries DLQ when the schedule is
 //!    exhausted. If the re-send fails, the message fails and comes back, and the attempt is
@@ -210,21 +210,14 @@ impl Deliverer {
                 "plain http webhooks are not allowed in this deployment; use https",
             ));
         }
-        let now = Utc::now();
-        let secrets = match self
+        // A tenant that never rotated gets a first secret now: webhooks are never sent
+        // unsigned, and the tenant's first rotation shows one that verifies (the one made
+        // here keeps signing beside it for the overlap).
+        let secrets = self
             .secrets
-            .get(&delivery.tenant_id.to_string())
+            .active(&delivery.tenant_id.to_string(), Utc::now())
             .await
-            .map_err(|e| MessageError::Transient(e.into()))?
-        {
-            Some(secrets) => secrets.active(now),
-            None => {
-                return Ok(refused(
-                    AttemptErrorKind::Unsigned,
-                    "the tenant has no signing secret yet: create one with POST /v1/signing-secret/rotate",
-                ));
-            }
-        };
+            .map_err(|e| MessageError::Transient(e.into()))?;
         Ok(self
             .client
             .deliver(&WebhookRequest {

@@ -290,7 +290,9 @@ async fn an_exhausted_schedule_fails_the_delivery_into_the_dlq_and_retry_deliver
 }
 
 #[sqlx::test(migrator = "triggeriq::MIGRATOR")]
-async fn a_tenant_without_a_signing_secret_never_gets_an_unsigned_webhook(pool: PgPool) {
+async fn a_tenant_that_never_rotated_gets_signed_webhooks_and_a_rotation_makes_them_verifiable(
+    pool: PgPool,
+) {
     let stack = Stack::new(pool.clone()).await;
     let receiver = Receiver::start(&[]).await;
     let t = stack.tenant().await;
@@ -302,21 +304,53 @@ async fn a_tenant_without_a_signing_secret_never_gets_an_unsigned_webhook(pool: 
         )
         .await;
     fire(&stack, t, json!({"id": "pay-1", "type": "payment.failed"})).await;
-    stack
-        .deliver_all(&stack.deliverer(&[NOW]), &stack.recorder())
-        .await;
+    let deliverer = stack.deliverer(&[NOW, NOW]);
+    let recorder = stack.recorder();
 
-    assert!(receiver.received().is_empty());
-    let firing = the_firing(&stack, t, "pay-1").await;
-    let attempts = firing["deliveries"][0]["attempts"].as_array().unwrap();
-    assert_eq!(attempts.len(), 2);
-    assert_eq!(attempts[0]["error"]["kind"], "unsigned");
-    assert!(
-        attempts[0]["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("/v1/signing-secret/rotate")
+    // The first webhook is signed with a secret made for the tenant, which the receiver
+    // cannot know yet: it refuses it, and the delivery is retried.
+    let first = stack.take(&stack.deliveries_queue, 1).await;
+    let failed = process_batch(
+        &deliverer,
+        sqs_event(&first),
+        triggeriq::consumers::deliver::CONCURRENCY,
+        triggeriq::consumers::deliver::Deliverer::handle,
+    )
+    .await;
+    assert!(failures(failed).is_empty());
+    stack.record_all(&recorder).await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 1);
+    assert!(received[0].header("webhook-signature").starts_with("v1,"));
+    assert!(!received[0].verified);
+
+    // The tenant rotates and configures the receiver with the secret it was shown.
+    let rotated = call(
+        &stack.signing(),
+        signing::rotate,
+        Req::new("rotate-signing-secret", t),
+    )
+    .await;
+    receiver.trust(rotated.body["secret"].as_str().unwrap());
+    stack.deliver_all(&deliverer, &recorder).await;
+
+    let received = receiver.received();
+    assert_eq!(received.len(), 2);
+    assert!(received[1].verified);
+    assert_eq!(
+        received[1].header("webhook-signature").split(' ').count(),
+        2
     );
+    let firing = the_firing(&stack, t, "pay-1").await;
+    let delivery = &firing["deliveries"][0];
+    assert_eq!(delivery["status"], "delivered");
+    let codes: Vec<i64> = delivery["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status_code"].as_i64().unwrap())
+        .collect();
+    assert_eq!(codes, [401, 204]);
 }
 
 #[sqlx::test(migrator = "triggeriq::MIGRATOR")]
