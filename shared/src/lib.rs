@@ -5,8 +5,10 @@
 //! `postgres` (sqlx), `lambda` (handlers), `aws` (DynamoDB, SQS, S3, Bedrock).
 
 pub mod config;
+pub mod event;
 pub mod json;
 pub mod pattern;
+pub mod pipeline;
 pub mod problem;
 pub mod tenant;
 pub mod trigger;
@@ -29,3 +31,5 @@ pub use postgres::MIGRATOR;
 pub mod api;
 #[cfg(all(feature = "postgres", feature = "lambda"))]
 pub mod authorizer;
+#[cfg(feature = "lambda")]
+pub mod consumers;

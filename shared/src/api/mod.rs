@@ -2,7 +2,17 @@
 //! domain results into responses. Every error leaves here as RFC 9457 problem+json, mapped in
 //! one place ([`ApiError::to_problem`]).
 
+#[cfg(all(feature = "postgres", feature = "aws"))]
+pub mod deliveries;
+#[cfg(feature = "postgres")]
+pub mod events;
+#[cfg(feature = "postgres")]
+pub mod firings;
+#[cfg(feature = "aws")]
+pub mod ingest;
 pub mod patterns;
+#[cfg(feature = "aws")]
+pub mod signing;
 #[cfg(feature = "postgres")]
 pub mod triggers;
 
@@ -31,6 +41,18 @@ pub enum ApiError {
     MalformedJson(String),
     #[error("body larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// Parts of the body (events of a batch) are over their own limit; one error each.
+    #[error("parts of the body are too large")]
+    PartsTooLarge(Vec<FieldError>),
+    #[error("rate limited")]
+    TooManyRequests { retry_after_seconds: u64 },
+    /// A dependency failed in a way a retry may fix; `errors` may say what was not done.
+    #[error("unavailable: {detail}")]
+    Unavailable {
+        detail: String,
+        retry_after_seconds: u64,
+        errors: Vec<FieldError>,
+    },
     #[error("unsupported content type")]
     UnsupportedMediaType(Option<String>),
     #[error("conflict: {0}")]
@@ -80,6 +102,21 @@ impl ApiError {
             ApiError::PayloadTooLarge { limit } => {
                 Problem::new(413, "payload-too-large", "The body is too large")
                     .with_detail(format!("The body must be at most {limit} bytes."))
+            }
+            ApiError::PartsTooLarge(errors) => {
+                Problem::new(413, "payload-too-large", "Parts of the body are too large")
+                    .with_detail(summary(errors))
+                    .with_errors(errors.clone())
+            }
+            ApiError::TooManyRequests {
+                retry_after_seconds,
+            } => Problem::new(429, "rate-limited", "Too many requests").with_detail(format!(
+                "This tenant is sending faster than its limit; retry after {retry_after_seconds} s."
+            )),
+            ApiError::Unavailable { detail, errors, .. } => {
+                Problem::new(503, "unavailable", "Service unavailable")
+                    .with_detail(detail.clone())
+                    .with_errors(errors.clone())
             }
             ApiError::UnsupportedMediaType(got) => {
                 Problem::new(415, "unsupported-media-type", "Unsupported content type").with_detail(
@@ -175,6 +212,13 @@ pub fn query<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
 
 /// The JSON body, after checking its content type and size.
 pub fn json_body(req: &Request, max_bytes: usize) -> Result<Value, ApiError> {
+    let bytes = json_bytes(req, max_bytes)?;
+    serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))
+}
+
+/// The raw bytes of a JSON body, after checking its content type, size and that it is not
+/// empty (for routes that read the JSON themselves).
+pub fn json_bytes(req: &Request, max_bytes: usize) -> Result<&[u8], ApiError> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -201,7 +245,7 @@ pub fn json_body(req: &Request, max_bytes: usize) -> Result<Value, ApiError> {
             "the body is empty; send a JSON object".into(),
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))
+    Ok(bytes)
 }
 
 /// A JSON response.
@@ -238,7 +282,19 @@ pub fn problem_response(err: &ApiError, info: &RequestInfo) -> Response<Body> {
     problem.request_id = info.request_id.clone();
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = serde_json::to_string(&problem).unwrap_or_else(|_| String::from("{}"));
-    with_content_type(status, Body::Text(body), "application/problem+json")
+    let mut response = with_content_type(status, Body::Text(body), "application/problem+json");
+    if let ApiError::TooManyRequests {
+        retry_after_seconds,
+    }
+    | ApiError::Unavailable {
+        retry_after_seconds,
+        ..
+    } = err
+        && let Ok(value) = HeaderValue::from_str(&retry_after_seconds.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 /// Runs `handler` and turns its error, if any, into a problem response.

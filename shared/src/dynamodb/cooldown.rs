@@ -6,6 +6,15 @@
 //! be short, and `expires_at` (seconds, rounded up) lets TTL remove it later.
 //! Whoever wins the put owns this cooldown period, so of several concurrent
 //! evaluations of one trigger exactly one fires.
+//!
+//! # Owned locks
+//!
+//! [`CooldownLock::try_acquire_for`] records who took the lock (evaluate-events passes the
+//! event id) and grants it again to the same owner while it runs. A redelivered event whose
+//! first evaluation took the lock but died before recording its firing therefore still
+//! fires, instead of losing the firing to its own cooldown. Owned locks are kept
+//! [`OWNED_LOCK_RETENTION`] past their end, so that a redelivery within that time gets the
+//! same answer as the first evaluation (a lock removed by TTL would grant it afresh).
 
 use std::time::Duration;
 
@@ -14,6 +23,9 @@ use chrono::{DateTime, Utc};
 use super::{DynamoError, Table, epoch_seconds_ceil, n, partition_key, s};
 
 const SORT_KEY: &str = "COOLDOWN";
+
+/// How long an owned lock's item outlives its cooldown before TTL may remove it.
+pub const OWNED_LOCK_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 /// Cooldown locks in the shared table.
 #[derive(Debug, Clone)]
@@ -40,7 +52,30 @@ impl CooldownLock {
             "COOLDOWN",
             &[("tenant", tenant), ("trigger_id", trigger_id)],
         )?;
-        self.put(pk, cooldown, now).await
+        self.put(pk, cooldown, now, None).await
+    }
+
+    /// [`Self::try_acquire`] on behalf of `owner`: also granted while the running cooldown
+    /// is `owner`'s own (see the module documentation).
+    pub async fn try_acquire_for(
+        &self,
+        tenant: &str,
+        trigger_id: &str,
+        owner: &str,
+        cooldown: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, DynamoError> {
+        if owner.is_empty() {
+            return Err(DynamoError::InvalidInput {
+                field: "owner",
+                reason: "must not be empty".to_owned(),
+            });
+        }
+        let pk = partition_key(
+            "COOLDOWN",
+            &[("tenant", tenant), ("trigger_id", trigger_id)],
+        )?;
+        self.put(pk, cooldown, now, Some(owner)).await
     }
 
     /// [`Self::try_acquire`] for one group of a trigger (for example one
@@ -61,7 +96,7 @@ impl CooldownLock {
                 ("group", group),
             ],
         )?;
-        self.put(pk, cooldown, now).await
+        self.put(pk, cooldown, now, None).await
     }
 
     #[tracing::instrument(skip(self, cooldown, now))]
@@ -70,6 +105,7 @@ impl CooldownLock {
         pk: String,
         cooldown: Duration,
         now: DateTime<Utc>,
+        owner: Option<&str>,
     ) -> Result<bool, DynamoError> {
         let cooldown =
             chrono::Duration::from_std(cooldown).map_err(|_| DynamoError::InvalidInput {
@@ -85,11 +121,24 @@ impl CooldownLock {
             .item("pk", s(&pk))
             .item("sk", s(SORT_KEY))
             .item("until_ms", n(until.timestamp_millis()))
-            .item("expires_at", n(epoch_seconds_ceil(until)))
-            .condition_expression("attribute_not_exists(pk) OR until_ms <= :now")
-            .expression_attribute_values(":now", n(now.timestamp_millis()))
-            .send()
-            .await;
+            .expression_attribute_values(":now", n(now.timestamp_millis()));
+        let put = match owner {
+            None => put
+                .item("expires_at", n(epoch_seconds_ceil(until)))
+                .condition_expression("attribute_not_exists(pk) OR until_ms <= :now"),
+            Some(owner) => {
+                let retention = chrono::Duration::from_std(OWNED_LOCK_RETENTION)
+                    .unwrap_or(chrono::Duration::days(1));
+                put.item("owner", s(owner))
+                    .item("expires_at", n(epoch_seconds_ceil(until + retention)))
+                    .condition_expression(
+                        "attribute_not_exists(pk) OR until_ms <= :now OR #owner = :owner",
+                    )
+                    .expression_attribute_names("#owner", "owner")
+                    .expression_attribute_values(":owner", s(owner))
+            }
+        };
+        let put = put.send().await;
         match put {
             Ok(_) => Ok(true),
             Err(e)

@@ -149,8 +149,14 @@ impl IdempotencyStore {
         ttl: Duration,
         now: DateTime<Utc>,
     ) -> Vec<Result<Claim, DynamoError>> {
-        futures::stream::iter(event_ids.iter().copied())
+        // The futures are collected before streaming them: a stream holding a closure over
+        // `&str` items makes the caller's future `Send` for one lifetime only, which async
+        // runtimes (the Lambda runtime's `Send` bound) reject.
+        let claims: Vec<_> = event_ids
+            .iter()
             .map(|id| self.claim(tenant, id, ttl, now))
+            .collect();
+        futures::stream::iter(claims)
             .buffered(CONCURRENCY)
             .collect()
             .await
@@ -162,8 +168,12 @@ impl IdempotencyStore {
         tenant: &str,
         claims: &[(&str, &ClaimToken)],
     ) -> Vec<Result<bool, DynamoError>> {
-        futures::stream::iter(claims.iter().copied())
+        // Collected first, for the reason given in `claim_many`.
+        let releases: Vec<_> = claims
+            .iter()
             .map(|(id, token)| self.release(tenant, id, token))
+            .collect();
+        futures::stream::iter(releases)
             .buffered(CONCURRENCY)
             .collect()
             .await

@@ -13,7 +13,7 @@
 //! |---|---|---|---|
 //! | idempotency claim ([`idempotency`]) | `IDEM#<tenant>#<event id>` | `IDEM` | `expires_at`, `claimed_at`, `claim_token` |
 //! | rate limit ([`rate_limit`]) | `RATE#<tenant>` | `RATE` | `tat_us`, `expires_at` |
-//! | cooldown lock ([`cooldown`]) | `COOLDOWN#<tenant>#<trigger>[#<group>]` | `COOLDOWN` | `until_ms`, `expires_at` |
+//! | cooldown lock ([`cooldown`]) | `COOLDOWN#<tenant>#<trigger>[#<group>]` | `COOLDOWN` | `until_ms`, `expires_at`, `owner` (optional) |
 //! | signing secrets ([`signing_secrets`]) | `SIGNING#<tenant>` | `SIGNING` | `current`, `current_since`, `previous`, `version` (no TTL) |
 //!
 //! Key components are escaped (`%` → `%25`, `#` → `%23`) so that a client-chosen

@@ -22,7 +22,11 @@
 //! and the proxy, not the container, is where connections are pooled.
 
 pub mod api_keys;
+pub mod deliveries;
+pub mod events;
+pub mod firings;
 pub mod tenants;
+pub mod trigger_sets;
 pub mod triggers;
 
 use std::sync::Mutex;

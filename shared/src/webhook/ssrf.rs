@@ -34,7 +34,7 @@
 //!
 //! # Local development
 //!
-//! [`AddressPolicy::local_development`] (or `TRIGGERIQ_WEBHOOK_ALLOW_PRIVATE_TARGETS=true`
+//! [`AddressPolicy::local_development`] (or `ALLOW_PRIVATE_WEBHOOK_TARGETS=true`
 //! read by [`AddressPolicy::from_env`]) lifts the guard so that a receiver on
 //! 127.0.0.1 or a LAN can be used. Even then the cloud metadata addresses stay
 //! refused: if the setting ever leaks into a deployed function, it must not
@@ -54,7 +54,7 @@ use url::{Host, Url};
 
 /// Environment variable that, set to `true` or `1`, selects
 /// [`AddressPolicy::local_development`] in [`AddressPolicy::from_env`].
-pub const ALLOW_PRIVATE_ENV: &str = "TRIGGERIQ_WEBHOOK_ALLOW_PRIVATE_TARGETS";
+pub const ALLOW_PRIVATE_ENV: &str = "ALLOW_PRIVATE_WEBHOOK_TARGETS";
 
 /// Why an address is not a public unicast address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

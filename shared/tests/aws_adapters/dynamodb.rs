@@ -367,6 +367,53 @@ async fn a_cooldown_blocks_until_it_has_passed() {
 }
 
 #[tokio::test]
+async fn an_owned_cooldown_is_granted_again_to_its_owner_and_to_no_one_else() {
+    let clients = support::clients().await;
+    let lock = CooldownLock::new(support::table(&clients).await);
+    let hour = Duration::from_secs(3600);
+    assert!(
+        lock.try_acquire_for("t", "trg", "evt-a", hour, t0())
+            .await
+            .unwrap()
+    );
+    // The same event, evaluated again (a redelivery), keeps its own cooldown…
+    assert!(
+        lock.try_acquire_for("t", "trg", "evt-a", hour, t0())
+            .await
+            .unwrap()
+    );
+    // …while another event is refused until the cooldown has passed.
+    assert!(
+        !lock
+            .try_acquire_for("t", "trg", "evt-b", hour, t0() + secs(10))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !lock
+            .try_acquire("t", "trg", hour, t0() + secs(10))
+            .await
+            .unwrap()
+    );
+    assert!(
+        lock.try_acquire_for("t", "trg", "evt-b", hour, t0() + secs(3600))
+            .await
+            .unwrap()
+    );
+    // Now evt-b owns it: evt-a's late redelivery is refused, as the first answer would be now.
+    assert!(
+        !lock
+            .try_acquire_for("t", "trg", "evt-a", hour, t0() + secs(3601))
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        lock.try_acquire_for("t", "trg", "", hour, t0()).await,
+        Err(DynamoError::InvalidInput { field: "owner", .. })
+    ));
+}
+
+#[tokio::test]
 async fn of_concurrent_evaluations_exactly_one_takes_the_cooldown() {
     let clients = support::clients().await;
     let lock = CooldownLock::new(support::table(&clients).await);

@@ -1,0 +1,16 @@
+//! `POST /v1/deliveries/{id}/retry`: wiring only; the handler is
+//! `triggeriq::api::deliveries::retry`.
+
+use triggeriq::api::{self, deliveries};
+use triggeriq::aws::{AwsClients, AwsOptions};
+use triggeriq::pipeline::config::RetryDeliveryConfig;
+use triggeriq::postgres::Database;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let config = RetryDeliveryConfig::from_env()?;
+    let clients = AwsClients::load(&AwsOptions::from_env()).await;
+    let state = deliveries::RetryApi::new(Database::from_env()?, &clients, &config);
+    api::run(state, deliveries::retry).await
+}

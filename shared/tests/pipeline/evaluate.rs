@@ -1,0 +1,382 @@
+//! evaluate-events: at most one firing per (trigger, event) however often SQS delivers,
+//! deliveries queued once and never lost, cooldowns, the trigger cache, poison messages.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use triggeriq::api::{events as event_routes, ingest};
+use triggeriq::consumers::evaluate::{self, Evaluator};
+use triggeriq::consumers::process_batch;
+use triggeriq::dynamodb::{CooldownLock, Table};
+use triggeriq::pipeline::messages::EventMessage;
+use triggeriq::postgres::{deliveries, events, firings, tenants, triggers};
+use triggeriq::s3::ClaimCheck;
+use triggeriq::tenant::TenantId;
+use triggeriq::trigger::{BodyKind, TriggerBody, TriggerId, TriggerLimits};
+
+use super::harness::{DEMO_TENANT, Req, Stack, call, failures, sample, sqs_event, sqs_sample};
+
+fn payment_trigger(url: &str, cooldown: Option<&str>) -> Value {
+    let mut body = json!({
+        "name": "Payment failed",
+        "pattern": {"type": ["payment.failed"]},
+        "actions": [{"url": url}]
+    });
+    if let Some(c) = cooldown {
+        body["cooldown"] = json!(c);
+    }
+    body
+}
+
+/// Ingests `events` for `tenant` and takes their messages off the events queue.
+async fn ingested(
+    stack: &Stack,
+    tenant: TenantId,
+    events: Value,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    let count = events["events"].as_array().map_or(1, Vec::len);
+    let answer = call(
+        &stack.ingest(),
+        ingest::ingest,
+        Req::new("ingest-events", tenant).body(&events),
+    )
+    .await;
+    assert_eq!(answer.body["accepted"], count, "{}", answer.body);
+    stack.take(&stack.events_queue, count).await
+}
+
+async fn message_of(stack: &Stack, m: &aws_sdk_sqs::types::Message) -> EventMessage {
+    let inner = ClaimCheck::new(stack.clients.s3.clone(), &stack.bucket)
+        .unwrap(m.body().unwrap())
+        .await
+        .unwrap();
+    EventMessage::parse(&inner).unwrap()
+}
+
+async fn count(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(pool)
+        .await
+        .expect(sql)
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn one_message_processed_three_times_twice_concurrently_fires_once_with_one_delivery(
+    pool: PgPool,
+) {
+    let stack = Stack::new(pool.clone()).await;
+    let t = stack.tenant().await;
+    let trigger = stack
+        .trigger(
+            t,
+            payment_trigger("https://hooks.example.com/a", Some("1m")),
+        )
+        .await;
+    let messages = ingested(&stack, t, sample_body("ingest-events")).await;
+    let evaluator = stack.evaluator();
+
+    let first = process_batch(
+        &evaluator,
+        sqs_event(&messages),
+        evaluate::CONCURRENCY,
+        Evaluator::handle,
+    )
+    .await;
+    assert!(failures(first).is_empty());
+    // SQS delivers the batch again, to two containers at once.
+    let (a, b) = (stack.evaluator(), stack.evaluator());
+    let (ra, rb) = tokio::join!(
+        process_batch(
+            &a,
+            sqs_event(&messages),
+            evaluate::CONCURRENCY,
+            Evaluator::handle
+        ),
+        process_batch(
+            &b,
+            sqs_event(&messages),
+            evaluate::CONCURRENCY,
+            Evaluator::handle
+        ),
+    );
+    assert!(failures(ra).is_empty());
+    assert!(failures(rb).is_empty());
+
+    let fired = firings::for_event(&pool, t, "evt_demo_0001").await.unwrap();
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0].trigger_id, trigger.id.0);
+    assert_eq!(fired[0].trigger_name, "Payment failed");
+    assert_eq!(count(&pool, "SELECT count(*) FROM firings").await, 1);
+    assert_eq!(count(&pool, "SELECT count(*) FROM deliveries").await, 1);
+    assert_eq!(count(&pool, "SELECT count(*) FROM events").await, 2);
+    let kept = events::get(&pool, t, "evt_demo_0001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.matched_trigger_ids, vec![trigger.id.0]);
+    let other = events::get(&pool, t, "evt_demo_0002")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(other.matched_trigger_ids.is_empty());
+    assert_eq!(stack.take(&stack.deliveries_queue, 1).await.len(), 1);
+}
+
+fn sample_body(name: &str) -> Value {
+    serde_json::from_str(sample(name)["body"].as_str().unwrap()).unwrap()
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn the_sample_message_fires_the_demo_trigger_and_get_event_shows_it(pool: PgPool) {
+    let stack = Stack::new(pool.clone()).await;
+    let demo = TenantId::parse(DEMO_TENANT).unwrap();
+    tenants::create(&pool, demo, "Demo").await.unwrap();
+    // The trigger of the create-trigger sample (amount > 0, one-minute cooldown).
+    let body = sample_body("create-trigger");
+    let parsed = TriggerBody::parse(&body, BodyKind::Create, &TriggerLimits::default()).unwrap();
+    let trigger = triggers::create_with_id(
+        &pool,
+        demo,
+        TriggerId(uuid::Uuid::parse_str("0190f0a0-0000-7000-8000-0000000000f1").unwrap()),
+        &parsed.spec,
+        1000,
+    )
+    .await
+    .unwrap();
+
+    let evaluator = stack.evaluator();
+    let event: aws_lambda_events::sqs::SqsEvent =
+        serde_json::from_value(sample("evaluate-events")).unwrap();
+    let response = process_batch(&evaluator, event, evaluate::CONCURRENCY, Evaluator::handle).await;
+    assert!(failures(response).is_empty());
+
+    let answer = call(
+        &stack.reads(),
+        event_routes::get,
+        Req::new("get-event", demo),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["id"], "evt_demo_0001");
+    assert_eq!(answer.body["data"]["amount"], 120);
+    assert_eq!(answer.body["time"], "2026-11-25T19:00:00Z");
+    assert_eq!(answer.body["received_at"], "2026-11-25T19:00:00.250Z");
+    assert_eq!(
+        answer.body["matched_trigger_ids"],
+        json!([trigger.id.to_string()])
+    );
+    assert_eq!(
+        answer.body["firings"][0]["trigger"]["id"],
+        trigger.id.to_string()
+    );
+    assert_eq!(answer.body["firings"][0]["trigger"]["version"], 1);
+
+    let message = stack.take(&stack.deliveries_queue, 1).await;
+    assert_eq!(message.len(), 1);
+    let delivery =
+        triggeriq::pipeline::messages::DeliveryMessage::parse(message[0].body().unwrap()).unwrap();
+    assert_eq!(delivery.tenant_id, demo);
+    assert_eq!(delivery.url, "https://hooks.example.com/triggeriq");
+    assert_eq!((delivery.generation, delivery.attempt), (1, 1));
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn a_delivery_that_missed_the_queue_after_the_commit_is_queued_by_the_redelivery(
+    pool: PgPool,
+) {
+    let stack = Stack::new(pool.clone()).await;
+    let t = stack.tenant().await;
+    stack
+        .trigger(t, payment_trigger("https://hooks.example.com/a", None))
+        .await;
+    let messages = ingested(
+        &stack,
+        t,
+        json!({"id": "p-1", "type": "payment.failed", "data": {"amount": 5}}),
+    )
+    .await;
+    // The deliveries queue is unreachable for the first evaluation.
+    let mut broken = stack.evaluate_config();
+    broken.deliveries_queue_url = format!("{}/123456789012/no-such-queue", super::moto::endpoint());
+    let failed = process_batch(
+        &stack.evaluator_with(broken),
+        sqs_event(&messages),
+        evaluate::CONCURRENCY,
+        Evaluator::handle,
+    )
+    .await;
+    assert_eq!(failures(failed).len(), 1, "the message must come back");
+    let fired = firings::for_event(&pool, t, "p-1").await.unwrap();
+    assert_eq!(fired.len(), 1, "the firing is committed");
+    let pending = deliveries::for_firing(&pool, t, fired[0].id).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].status, deliveries::DeliveryStatus::Pending);
+
+    let evaluator = stack.evaluator();
+    for _ in 0..2 {
+        let again = process_batch(
+            &evaluator,
+            sqs_event(&messages),
+            evaluate::CONCURRENCY,
+            Evaluator::handle,
+        )
+        .await;
+        assert!(failures(again).is_empty());
+    }
+    let queued = stack.take(&stack.deliveries_queue, 1).await;
+    assert_eq!(queued.len(), 1, "sent once by the redelivery, not again");
+    let delivery =
+        triggeriq::pipeline::messages::DeliveryMessage::parse(queued[0].body().unwrap()).unwrap();
+    assert_eq!(delivery.delivery_id, pending[0].id);
+    assert_eq!(count(&pool, "SELECT count(*) FROM firings").await, 1);
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn a_cooldown_stops_later_events_but_never_the_redelivery_of_its_own(pool: PgPool) {
+    let stack = Stack::new(pool.clone()).await;
+    let t = stack.tenant().await;
+    let hourly = stack
+        .trigger(
+            t,
+            payment_trigger("https://hooks.example.com/a", Some("1h")),
+        )
+        .await;
+    let evaluator = stack.evaluator();
+
+    let a = ingested(&stack, t, json!({"id": "a", "type": "payment.failed"})).await;
+    let a = message_of(&stack, &a[0]).await;
+    let first = evaluator.evaluate(&a).await.unwrap();
+    assert_eq!(first.fired.len(), 1);
+
+    let b = ingested(&stack, t, json!({"id": "b", "type": "payment.failed"})).await;
+    let b = message_of(&stack, &b[0]).await;
+    let second = evaluator.evaluate(&b).await.unwrap();
+    assert!(second.fired.is_empty());
+    assert_eq!(second.cooling_down, vec![hourly.id.0]);
+    let kept = events::get(&pool, t, "b").await.unwrap().unwrap();
+    assert_eq!(
+        kept.matched_trigger_ids,
+        vec![hourly.id.0],
+        "matched, though it did not fire"
+    );
+
+    // A's redelivery neither fires again nor is refused by A's own cooldown.
+    let redelivered = evaluator.evaluate(&a).await.unwrap();
+    assert!(redelivered.fired.is_empty() && redelivered.cooling_down.is_empty());
+    // B's redelivery gets B's answer again.
+    let b_again = evaluator.evaluate(&b).await.unwrap();
+    assert_eq!(b_again.cooling_down, vec![hourly.id.0]);
+
+    // An evaluation of C took the cooldown of another trigger and died before committing
+    // its firing: C's redelivery still fires it.
+    let daily = stack
+        .trigger(
+            t,
+            json!({"name": "Daily", "pattern": {"type": ["payment.failed"]}, "cooldown": "24h",
+                   "actions": [{"url": "https://hooks.example.com/b"}]}),
+        )
+        .await;
+    let c = ingested(&stack, t, json!({"id": "c", "type": "payment.failed"})).await;
+    let c = message_of(&stack, &c[0]).await;
+    let locks = CooldownLock::new(Table::new(stack.clients.dynamodb.clone(), &stack.table));
+    assert!(
+        locks
+            .try_acquire_for(
+                &t.to_string(),
+                &daily.id.to_string(),
+                "c",
+                Duration::from_secs(86_400),
+                c.received_at
+            )
+            .await
+            .unwrap()
+    );
+    let c_result = evaluator.evaluate(&c).await.unwrap();
+    let fired_for_c = firings::for_event(&pool, t, "c").await.unwrap();
+    assert_eq!(fired_for_c.len(), 1);
+    assert_eq!(fired_for_c[0].trigger_id, daily.id.0);
+    assert_eq!(c_result.cooling_down, vec![hourly.id.0]);
+    assert_eq!(count(&pool, "SELECT count(*) FROM firings").await, 2);
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn trigger_changes_reach_the_cache_within_its_bound(pool: PgPool) {
+    let stack = Stack::new(pool.clone()).await;
+    let t = stack.tenant().await;
+    let trigger = stack
+        .trigger(t, payment_trigger("https://hooks.example.com/a", None))
+        .await;
+    let mut config = stack.evaluate_config();
+    config.trigger_cache_max_age = Duration::from_millis(300);
+    let evaluator = stack.evaluator_with(config);
+    let messages = ingested(
+        &stack,
+        t,
+        json!({"events": [
+            {"id": "k-1", "type": "payment.failed"},
+            {"id": "k-2", "type": "payment.failed"},
+            {"id": "k-3", "type": "payment.failed"}
+        ]}),
+    )
+    .await;
+    let mut by_id = std::collections::HashMap::new();
+    for m in &messages {
+        let message = message_of(&stack, m).await;
+        by_id.insert(message.event.id.clone(), message);
+    }
+
+    assert_eq!(
+        evaluator.evaluate(&by_id["k-1"]).await.unwrap().fired.len(),
+        1
+    );
+    triggers::delete(&pool, t, trigger.id, None).await.unwrap();
+    // Within the bound the compiled set may still be the old one…
+    let stale = evaluator.evaluate(&by_id["k-2"]).await.unwrap();
+    assert_eq!(stale.matched, vec![trigger.id.0], "served from the cache");
+    // …and after it, the revision moved and the deleted trigger is gone.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let fresh = evaluator.evaluate(&by_id["k-3"]).await.unwrap();
+    assert!(fresh.matched.is_empty(), "{fresh:?}");
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn poison_messages_fail_on_their_own_and_the_rest_of_the_batch_passes(pool: PgPool) {
+    let stack = Stack::new(pool.clone()).await;
+    let t = stack.tenant().await;
+    let good = ingested(&stack, t, json!({"id": "fine", "type": "x"})).await;
+    let good_body = good[0].body().unwrap().to_owned();
+    let mut newer: Value = serde_json::from_str(&good_body).unwrap();
+    newer["inline"]["v"] = json!(2);
+    let mut stranger: Value = serde_json::from_str(&good_body).unwrap();
+    stranger["inline"]["tenant_id"] = json!(TenantId::new().to_string());
+    let event = sqs_sample(
+        "evaluate-events",
+        &[
+            "not json".to_owned(),
+            newer.to_string(),
+            good_body,
+            stranger.to_string(),
+            json!({"v": 1, "s3": {"bucket": stack.bucket, "key": "claims/none.json", "size": 3, "sha256": "00"}}).to_string(),
+        ],
+    );
+
+    let response = process_batch(
+        &stack.evaluator(),
+        event,
+        evaluate::CONCURRENCY,
+        Evaluator::handle,
+    )
+    .await;
+
+    assert_eq!(
+        failures(response),
+        [
+            "evaluate-events-0",
+            "evaluate-events-1",
+            "evaluate-events-3",
+            "evaluate-events-4"
+        ]
+    );
+    assert!(events::get(&pool, t, "fine").await.unwrap().is_some());
+}

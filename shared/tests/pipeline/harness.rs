@@ -1,0 +1,565 @@
+//! The pipeline under test: a fresh Postgres database (from `#[sqlx::test]`), fresh moto
+//! resources (table, bucket, four queues), every function's state built over them, the
+//! samples in `events/`, and a webhook receiver on 127.0.0.1.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::sqs::SqsEvent;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response as AxumResponse};
+use bytes::Bytes;
+use lambda_http::{Body, Request, Response};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use triggeriq::api::deliveries::RetryApi;
+use triggeriq::api::firings::ReadApi;
+use triggeriq::api::ingest::IngestApi;
+use triggeriq::api::signing::SigningApi;
+use triggeriq::api::{self, ApiError};
+use triggeriq::aws::AwsClients;
+use triggeriq::consumers::deliver::{self, Deliverer};
+use triggeriq::consumers::evaluate::{self, Evaluator};
+use triggeriq::consumers::process_batch;
+use triggeriq::consumers::record::{self, Recorder};
+use triggeriq::dynamodb::{SigningSecretStore, Table};
+use triggeriq::event::EventLimits;
+use triggeriq::pipeline::config::{
+    DeliverConfig, EVENT_CLAIM_THRESHOLD, EvaluateConfig, IngestConfig, RetryDeliveryConfig,
+};
+use triggeriq::pipeline::ingest::Ingestor;
+use triggeriq::postgres::{Database, tenants, triggers};
+use triggeriq::tenant::TenantId;
+use triggeriq::trigger::{BodyKind, Trigger, TriggerBody, TriggerLimits};
+use triggeriq::webhook::RetryPolicy;
+
+use super::moto;
+use super::openapi;
+
+pub const DEMO_TENANT: &str = "0190f0a0-0000-7000-8000-000000000001";
+
+pub fn sample(name: &str) -> Value {
+    let path = format!("{}/../events/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+// ------------------------------------------------------------------ the stack
+
+pub struct Stack {
+    pub pool: PgPool,
+    pub clients: AwsClients,
+    pub table: String,
+    pub bucket: String,
+    pub events_queue: String,
+    pub deliveries_queue: String,
+    pub results_queue: String,
+    pub dead_letters: String,
+}
+
+impl Stack {
+    pub async fn new(pool: PgPool) -> Self {
+        let clients = moto::clients().await;
+        let table = moto::table(&clients).await.name().to_owned();
+        let bucket = moto::bucket(&clients).await;
+        let events_queue = moto::queue(&clients).await;
+        let deliveries_queue = moto::queue(&clients).await;
+        let results_queue = moto::queue(&clients).await;
+        let dead_letters = moto::queue(&clients).await;
+        Self {
+            pool,
+            clients,
+            table,
+            bucket,
+            events_queue,
+            deliveries_queue,
+            results_queue,
+            dead_letters,
+        }
+    }
+
+    pub fn ingest_config(&self) -> IngestConfig {
+        IngestConfig {
+            table_name: self.table.clone(),
+            bucket_name: self.bucket.clone(),
+            events_queue_url: self.events_queue.clone(),
+            limits: EventLimits::default(),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            claim_check_threshold: EVENT_CLAIM_THRESHOLD,
+            rate_per_second: 1000.0,
+            rate_burst: 5000,
+        }
+    }
+
+    pub fn ingest(&self) -> IngestApi {
+        self.ingest_with(&self.clients, self.ingest_config())
+    }
+
+    pub fn ingest_with(&self, clients: &AwsClients, config: IngestConfig) -> IngestApi {
+        IngestApi {
+            ingestor: Ingestor::new(clients, &config),
+        }
+    }
+
+    pub fn evaluate_config(&self) -> EvaluateConfig {
+        EvaluateConfig {
+            table_name: self.table.clone(),
+            bucket_name: self.bucket.clone(),
+            deliveries_queue_url: self.deliveries_queue.clone(),
+            // Every event sees trigger changes at once.
+            trigger_cache_max_age: Duration::ZERO,
+        }
+    }
+
+    pub fn evaluator(&self) -> Evaluator {
+        self.evaluator_with(self.evaluate_config())
+    }
+
+    pub fn evaluator_with(&self, config: EvaluateConfig) -> Evaluator {
+        Evaluator::new(
+            Database::from_pool(self.pool.clone()),
+            &self.clients,
+            &config,
+        )
+    }
+
+    /// A deliverer whose retries wait `schedule` (no jitter), allowed to reach 127.0.0.1.
+    pub fn deliverer(&self, schedule: &[Duration]) -> Deliverer {
+        let config = DeliverConfig {
+            table_name: self.table.clone(),
+            bucket_name: self.bucket.clone(),
+            deliveries_queue_url: self.deliveries_queue.clone(),
+            results_queue_url: self.results_queue.clone(),
+            dead_letter_queue_url: self.dead_letters.clone(),
+            allow_http: true,
+            allow_private_targets: true,
+            timeout: Duration::from_secs(15),
+            retry: RetryPolicy {
+                schedule: schedule.to_vec(),
+                jitter: 0.0,
+                ..RetryPolicy::default()
+            },
+        };
+        Deliverer::new(&self.clients, &config).expect("webhook client")
+    }
+
+    pub fn recorder(&self) -> Recorder {
+        Recorder::new(Database::from_pool(self.pool.clone()))
+    }
+
+    pub fn reads(&self) -> ReadApi {
+        ReadApi {
+            db: Database::from_pool(self.pool.clone()),
+        }
+    }
+
+    pub fn retry_api(&self) -> RetryApi {
+        RetryApi::new(
+            Database::from_pool(self.pool.clone()),
+            &self.clients,
+            &RetryDeliveryConfig {
+                bucket_name: self.bucket.clone(),
+                deliveries_queue_url: self.deliveries_queue.clone(),
+            },
+        )
+    }
+
+    pub fn signing(&self) -> SigningApi {
+        SigningApi {
+            secrets: self.secrets(),
+        }
+    }
+
+    pub fn secrets(&self) -> SigningSecretStore {
+        SigningSecretStore::new(Table::new(self.clients.dynamodb.clone(), &self.table))
+    }
+
+    pub async fn tenant(&self) -> TenantId {
+        tenants::create(&self.pool, TenantId::new(), "Acme")
+            .await
+            .expect("tenant")
+            .id
+    }
+
+    /// A trigger from a create body (plain http targets allowed, for the local receiver).
+    pub async fn trigger(&self, tenant: TenantId, body: Value) -> Trigger {
+        let limits = TriggerLimits {
+            allow_http_webhooks: true,
+            ..TriggerLimits::default()
+        };
+        let parsed = TriggerBody::parse(&body, BodyKind::Create, &limits).expect("valid trigger");
+        triggers::create(&self.pool, tenant, &parsed.spec, 1000)
+            .await
+            .expect("trigger")
+    }
+
+    /// Receives (and deletes) the messages on `queue`: waits until `expected` arrived or a
+    /// few seconds passed, then looks once more so that extra messages are seen too.
+    pub async fn take(&self, queue: &str, expected: usize) -> Vec<aws_sdk_sqs::types::Message> {
+        let mut taken = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut extra_look = true;
+        loop {
+            let reached = taken.len() >= expected;
+            if reached && !extra_look {
+                break;
+            }
+            if !reached && Instant::now() > deadline {
+                break;
+            }
+            if reached {
+                extra_look = false;
+            }
+            let out = self
+                .clients
+                .sqs
+                .receive_message()
+                .queue_url(queue)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("receive");
+            for message in out.messages() {
+                if let Some(handle) = message.receipt_handle() {
+                    self.clients
+                        .sqs
+                        .delete_message()
+                        .queue_url(queue)
+                        .receipt_handle(handle)
+                        .send()
+                        .await
+                        .expect("delete");
+                }
+                taken.push(message.clone());
+            }
+        }
+        taken
+    }
+
+    /// Evaluates every message now on the events queue; returns the batch failures.
+    pub async fn evaluate_all(&self, evaluator: &Evaluator, expected: usize) -> Vec<String> {
+        let messages = self.take(&self.events_queue, expected).await;
+        assert_eq!(messages.len(), expected, "messages on the events queue");
+        failures(
+            process_batch(
+                evaluator,
+                sqs_event(&messages),
+                evaluate::CONCURRENCY,
+                Evaluator::handle,
+            )
+            .await,
+        )
+    }
+
+    /// Runs deliver-webhooks and record-deliveries until the deliveries queue stays empty.
+    pub async fn deliver_all(&self, deliverer: &Deliverer, recorder: &Recorder) {
+        for _ in 0..20 {
+            let messages = self.take(&self.deliveries_queue, 1).await;
+            if messages.is_empty() {
+                break;
+            }
+            let failed = failures(
+                process_batch(
+                    deliverer,
+                    sqs_event(&messages),
+                    deliver::CONCURRENCY,
+                    Deliverer::handle,
+                )
+                .await,
+            );
+            assert!(failed.is_empty(), "deliver-webhooks failed {failed:?}");
+            self.record_all(recorder).await;
+        }
+    }
+
+    /// Runs record-deliveries over every result now on its queue.
+    pub async fn record_all(&self, recorder: &Recorder) {
+        let results = self.take(&self.results_queue, 1).await;
+        if results.is_empty() {
+            return;
+        }
+        let failed = failures(
+            process_batch(
+                recorder,
+                sqs_event(&results),
+                record::CONCURRENCY,
+                Recorder::handle,
+            )
+            .await,
+        );
+        assert!(failed.is_empty(), "record-deliveries failed {failed:?}");
+    }
+}
+
+/// The SQS event Lambda would hand over for these messages.
+pub fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body(),
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": m.md5_of_body().unwrap_or_default(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:test",
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).expect("an SQS event")
+}
+
+/// A sample SQS event with the body of record `i` replaced.
+pub fn sqs_sample(name: &str, bodies: &[String]) -> SqsEvent {
+    let mut event = sample(name);
+    let template = event["Records"][0].clone();
+    event["Records"] = Value::Array(
+        bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                let mut record = template.clone();
+                record["messageId"] = json!(format!("{name}-{i}"));
+                record["body"] = json!(body);
+                record
+            })
+            .collect(),
+    );
+    serde_json::from_value(event).expect("an SQS event")
+}
+
+pub fn failures(response: aws_lambda_events::sqs::SqsBatchResponse) -> Vec<String> {
+    let mut ids: Vec<String> = response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
+    ids.sort();
+    ids
+}
+
+// ------------------------------------------------------------------ routes
+
+/// A sample request, edited.
+pub struct Req(pub Value);
+
+impl Req {
+    pub fn new(sample_name: &str, tenant: TenantId) -> Self {
+        let mut event = sample(sample_name);
+        event["requestContext"]["authorizer"]["lambda"]["tenant_id"] = json!(tenant.to_string());
+        Req(event)
+    }
+    pub fn body(mut self, body: &Value) -> Self {
+        self.0["body"] = json!(body.to_string());
+        self.0["headers"]["content-type"] = json!("application/json");
+        self
+    }
+    pub fn raw_body(mut self, body: &str) -> Self {
+        self.0["body"] = json!(body);
+        self
+    }
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.0["headers"][name] = json!(value);
+        self
+    }
+    pub fn id(mut self, id: &str) -> Self {
+        self.0["pathParameters"]["id"] = json!(id);
+        self
+    }
+    pub fn query(mut self, pairs: &[(&str, &str)]) -> Self {
+        let map: serde_json::Map<String, Value> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        self.0["rawQueryString"] = json!(
+            pairs
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&")
+        );
+        self.0["queryStringParameters"] = Value::Object(map);
+        self
+    }
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub headers: lambda_http::http::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn error_paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = self.body["errors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["path"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        paths.sort();
+        paths
+    }
+}
+
+/// Calls a route with a request and checks the answer against `openapi.yaml`.
+pub async fn call<'a, S, F>(state: &'a S, handler: fn(&'a S, Request) -> F, req: Req) -> Answer
+where
+    F: std::future::Future<Output = Result<Response<Body>, ApiError>> + 'a,
+{
+    let route_key = req.0["routeKey"].as_str().expect("routeKey").to_owned();
+    let request_body: Option<Value> = req.0["body"]
+        .as_str()
+        .and_then(|b| serde_json::from_str(b).ok());
+    let request =
+        lambda_http::request::from_str(&req.0.to_string()).expect("an API Gateway v2 request");
+    let response = api::respond(request, |r| handler(state, r)).await;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes: &[u8] = response.body().as_ref();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(bytes).expect("JSON body")
+    };
+    if status >= 400 {
+        assert_eq!(
+            headers.get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/problem+json"),
+            "errors are problem+json: {body}"
+        );
+    }
+    openapi::check(&route_key, request_body.as_ref(), status, &body);
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+// ------------------------------------------------------------------ receiver
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// Whether the signature verified (with the `standardwebhooks` crate) under a known secret.
+    pub verified: bool,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON webhook body")
+    }
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Clone)]
+struct ReceiverState {
+    secrets: Arc<Mutex<Vec<String>>>,
+    log: Arc<Mutex<Vec<Received>>>,
+    script: Arc<Mutex<VecDeque<u16>>>,
+}
+
+/// A webhook receiver on 127.0.0.1. `/hook` answers the scripted statuses in turn, then 204;
+/// `/gone` answers 410, `/error` always 500, `/busy` 503 with `Retry-After: 120`. Unverifiable webhooks get 401.
+pub struct Receiver {
+    pub address: SocketAddr,
+    secrets: Arc<Mutex<Vec<String>>>,
+    log: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    pub async fn start(script: &[u16]) -> Self {
+        let state = ReceiverState {
+            secrets: Arc::new(Mutex::new(Vec::new())),
+            log: Arc::new(Mutex::new(Vec::new())),
+            script: Arc::new(Mutex::new(script.iter().copied().collect())),
+        };
+        let (secrets, log) = (state.secrets.clone(), state.log.clone());
+        let app = Router::new().fallback(receive).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            address,
+            secrets,
+            log,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// The secrets the receiver verifies with (as its operator configured them).
+    pub fn trust(&self, secret: &str) {
+        self.secrets.lock().unwrap().push(secret.to_owned());
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+async fn receive(
+    State(state): State<ReceiverState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> AxumResponse {
+    let secrets = state.secrets.lock().unwrap().clone();
+    let verified = secrets.iter().any(|secret| {
+        standardwebhooks::Webhook::new(secret)
+            .and_then(|hook| hook.verify(&body, &headers))
+            .is_ok()
+    });
+    let path = uri.path().to_owned();
+    state.log.lock().unwrap().push(Received {
+        path: path.clone(),
+        headers,
+        body,
+        verified,
+    });
+    if !verified {
+        return (StatusCode::UNAUTHORIZED, "bad signature").into_response();
+    }
+    match path.as_str() {
+        "/hook" => {
+            let next = state.script.lock().unwrap().pop_front().unwrap_or(204);
+            (
+                StatusCode::from_u16(next).unwrap(),
+                format!("answer {next}"),
+            )
+                .into_response()
+        }
+        "/gone" => (StatusCode::GONE, "this endpoint was removed").into_response(),
+        "/busy" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", "120")],
+            "busy",
+        )
+            .into_response(),
+        "/error" => (StatusCode::INTERNAL_SERVER_ERROR, "database is down").into_response(),
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
