@@ -178,10 +178,6 @@ fn local_settings(args: &DevArgs, aws: &str, bedrock: &str) -> BTreeMap<String, 
         // The demo receiver is plain http on 127.0.0.1.
         ("ALLOW_HTTP_WEBHOOKS".into(), "true".into()),
         ("ALLOW_PRIVATE_WEBHOOK_TARGETS".into(), "true".into()),
-        (
-            "TRIGGERIQ_WEBHOOK_ALLOW_PRIVATE_TARGETS".into(),
-            "true".into(),
-        ),
     ])
 }
 
