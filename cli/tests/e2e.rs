@@ -26,23 +26,6 @@ fn repo() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The pipeline (ingest → evaluate → deliver) is in this checkout.
-fn pipeline_present() -> bool {
-    let missing: Vec<&str> = [
-        "ingest-events",
-        "evaluate-events",
-        "deliver-webhooks",
-        "rotate-signing-secret",
-    ]
-    .into_iter()
-    .filter(|f| !repo().join("functions").join(f).is_dir())
-    .collect();
-    if !missing.is_empty() {
-        eprintln!("SKIPPED: the pipeline functions {missing:?} are not in this checkout yet");
-    }
-    missing.is_empty()
-}
-
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
@@ -274,9 +257,6 @@ async fn triggers_are_managed_through_the_gateway_behind_the_api_key_authorizer(
 #[tokio::test]
 #[ignore = "needs the local stack: make e2e"]
 async fn a_matching_event_brings_a_signed_webhook_within_10_seconds() {
-    if !pipeline_present() {
-        return;
-    }
     let (hooks, base) = receiver().await;
     let (_, key) = tenant();
     let secret = signing_secret(&key).await;
@@ -313,9 +293,6 @@ async fn a_matching_event_brings_a_signed_webhook_within_10_seconds() {
 #[tokio::test]
 #[ignore = "needs the local stack: make e2e"]
 async fn a_receiver_that_fails_at_first_gets_the_webhook_again() {
-    if !pipeline_present() {
-        return;
-    }
     let (hooks, base) = receiver().await;
     hooks
         .failures
@@ -340,9 +317,6 @@ async fn a_receiver_that_fails_at_first_gets_the_webhook_again() {
 #[tokio::test]
 #[ignore = "needs the local stack: make e2e"]
 async fn an_event_sent_twice_fires_once() {
-    if !pipeline_present() {
-        return;
-    }
     let (hooks, base) = receiver().await;
     let (_, key) = tenant();
     create_trigger(&key, "e2e.dup", &format!("{base}/dup")).await;
@@ -366,66 +340,213 @@ async fn an_event_sent_twice_fires_once() {
     assert_eq!(hooks.of("dup").len(), 1, "the duplicate fired again");
 }
 
-/// 1,000 events at 50 per second, one per request: how long from the 202 to the webhook.
-/// Prints p50 and p99 (goal: p99 ≤ 300 ms); asserts only that every webhook arrives.
+/// 1,000 events at 50 per second (`E2E_LATENCY_EVENTS`, `E2E_LATENCY_RATE`), one per request:
+/// how long from sending an event to receiving its webhook, for the events the API accepted.
+/// Prints p50 and p99 (goal: p99 ≤ 300 ms) and how many requests were refused or timed out —
+/// a report of what the local stack sustains on this machine, not a pass mark. It asserts only
+/// that every accepted event brings exactly one webhook: load may slow the stack, never lose
+/// or double an event. `make e2e` runs it after the other tests, which load cannot disturb.
 #[tokio::test]
 #[ignore = "needs the local stack: make e2e"]
 async fn latency_report() {
-    if !pipeline_present() {
-        return;
-    }
-    const EVENTS: usize = 1000;
-    const PER_SECOND: u64 = 50;
+    let setting = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|v| *v > 0)
+            .unwrap_or(default)
+    };
+    let events = setting("E2E_LATENCY_EVENTS", 1000) as usize;
+    let per_second = setting("E2E_LATENCY_RATE", 50);
     let (hooks, base) = receiver().await;
     let (_, key) = tenant();
     create_trigger(&key, "e2e.latency", &format!("{base}/latency")).await;
     let run = uuid::Uuid::new_v4().simple().to_string();
-    let accepted: Arc<Mutex<HashMap<usize, Instant>>> = Arc::default();
+    // seq → (sent at, status answered)
+    let sent: Arc<Mutex<HashMap<usize, (Instant, u16)>>> = Arc::default();
     let mut sends = tokio::task::JoinSet::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(1000 / PER_SECOND));
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / per_second));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    for seq in 0..EVENTS {
+    for seq in 0..events {
         tick.tick().await;
-        let (key, run, accepted) = (key.clone(), run.clone(), accepted.clone());
+        let (key, run, sent) = (key.clone(), run.clone(), sent.clone());
         sends.spawn(async move {
             let event = json!({"id": format!("lat-{run}-{seq}-"), "type": "e2e.latency", "source": "e2e", "data": {"seq": seq}});
+            let at = Instant::now();
             let (status, _) = send_event(&key, event).await;
-            if status == 202 {
-                accepted.lock().expect("accepted").insert(seq, Instant::now());
-            }
+            sent.lock().expect("sent").insert(seq, (at, status));
         });
     }
     while sends.join_next().await.is_some() {}
-    let accepted = accepted.lock().expect("accepted").clone();
-    let got = hooks
-        .wait_for("latency", accepted.len(), Duration::from_secs(60))
-        .await;
-    let marker = format!("lat-{run}-");
-    let mut latencies: Vec<Duration> = got
+    let sent = sent.lock().expect("sent").clone();
+    let accepted: HashMap<usize, Instant> = sent
         .iter()
-        .filter_map(|a| {
-            let text = String::from_utf8_lossy(&a.body);
-            let start = text.find(&marker)? + marker.len();
-            let seq: usize = text[start..].split('-').next()?.parse().ok()?;
-            Some(a.at.saturating_duration_since(*accepted.get(&seq)?))
-        })
+        .filter(|(_, (_, status))| *status == 202)
+        .map(|(seq, (at, _))| (*seq, *at))
         .collect();
+    let mut refused: Vec<(u16, usize)> = Vec::new();
+    for (_, status) in sent.values().filter(|(_, s)| *s != 202) {
+        match refused.iter_mut().find(|(s, _)| s == status) {
+            Some((_, n)) => *n += 1,
+            None => refused.push((*status, 1)),
+        }
+    }
+    refused.sort();
+    assert!(!accepted.is_empty(), "no event was accepted: {refused:?}");
+    // Requests that timed out may still have been ingested: wait for every accepted event
+    // by its sequence number, not for a count of webhooks.
+    let marker = format!("lat-{run}-");
+    let seq_of = |arrival: &Arrival| {
+        let text = String::from_utf8_lossy(&arrival.body);
+        let start = text.find(&marker)? + marker.len();
+        text[start..].split('-').next()?.parse::<usize>().ok()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let got = loop {
+        let got = hooks.of("latency");
+        let arrived: std::collections::HashSet<usize> = got.iter().filter_map(seq_of).collect();
+        if accepted.keys().all(|seq| arrived.contains(seq)) || Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut latencies: Vec<Duration> = Vec::new();
+    for arrival in &got {
+        let Some(seq) = seq_of(arrival) else {
+            continue;
+        };
+        assert!(seen.insert(seq), "event {seq} brought two webhooks");
+        if let Some(at) = accepted.get(&seq) {
+            latencies.push(arrival.at.saturating_duration_since(*at));
+        }
+    }
     latencies.sort();
     let pct = |p: f64| {
-        latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
+        latencies
+            .get(
+                ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len().max(1)) - 1,
+            )
+            .map_or(0, Duration::as_millis)
     };
-    assert!(!latencies.is_empty(), "no webhook arrived");
     println!(
-        "end-to-end latency (event accepted → webhook received), {} of {EVENTS} events at {PER_SECOND}/s: p50 {} ms, p99 {} ms, max {} ms (goal p99 ≤ 300 ms)",
-        latencies.len(),
-        pct(0.50).as_millis(),
-        pct(0.99).as_millis(),
+        "end-to-end latency (event sent → webhook received) at {per_second} events/s: {} of {events} accepted, \
+         refused or timed out by status {refused:?}; over the accepted: p50 {} ms, p99 {} ms, max {} ms (goal p99 ≤ 300 ms)",
+        accepted.len(),
+        pct(0.50),
+        pct(0.99),
         latencies.last().map_or(0, Duration::as_millis),
     );
-    assert_eq!(accepted.len(), EVENTS, "every event is accepted");
     assert_eq!(
         latencies.len(),
-        EVENTS,
+        accepted.len(),
         "every accepted event brings its webhook"
+    );
+}
+
+/// `cargo lambda invoke <function> --data-file events/<function>.json` against the stack's
+/// `cargo lambda watch`, for every sample: each function answers, none with a 5xx, the
+/// authorizer admits the demo key and the queue consumers fail no message. The samples' webhook
+/// URL (a public placeholder) is replaced by this test's receiver, where the deliveries
+/// sample's webhook must arrive once. delete-trigger goes last: it deletes the demo trigger
+/// that other samples name (`make dev` puts it back). The invokes block, so the receiver runs
+/// on a second worker thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local stack: make e2e"]
+async fn every_function_answers_its_sample_through_cargo_lambda_invoke() {
+    const PLACEHOLDER_URL: &str = "https://hooks.example.com/triggeriq";
+    let ready =
+        std::env::var("TRIGGERIQ_E2E_READY").expect("TRIGGERIQ_E2E_READY: run with make e2e");
+    let ready: Value =
+        serde_json::from_slice(&std::fs::read(ready).expect("ready file")).expect("ready JSON");
+    let watch = reqwest::Url::parse(ready["watch"].as_str().expect("the watch address"))
+        .expect("the watch URL");
+    let watch_host = watch
+        .host_str()
+        .expect("a host")
+        .trim_matches(['[', ']'])
+        .to_owned();
+    let watch_port = watch.port().expect("a port").to_string();
+    let (hooks, base) = receiver().await;
+    let scratch = std::env::temp_dir().join(format!("triggeriq-e2e-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&scratch).expect("temp dir");
+    let mut functions: Vec<String> = std::fs::read_dir(repo().join("functions"))
+        .expect("functions/")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    functions.sort_by_key(|f| (f == "delete-trigger", f.clone()));
+    let mut path = std::ffi::OsString::from(repo().join(".venv/bin"));
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    for function in &functions {
+        // The samples name a public placeholder host; tests talk to 127.0.0.1 only.
+        let sample = repo().join("events").join(format!("{function}.json"));
+        let text = std::fs::read_to_string(&sample).expect("sample");
+        let data = scratch.join(format!("{function}.json"));
+        // The deliveries sample's webhook goes to a name of its own: the triggers the other
+        // samples create fire too when the evaluate sample runs.
+        let hook = if function == "deliver-webhooks" {
+            "delivery-sample"
+        } else {
+            "sample"
+        };
+        std::fs::write(
+            &data,
+            text.replace(PLACEHOLDER_URL, &format!("{base}/{hook}")),
+        )
+        .expect("write the local sample");
+        let out = std::process::Command::new("cargo")
+            .env("PATH", &path)
+            .args([
+                "lambda",
+                "invoke",
+                function,
+                "--output-format",
+                "json",
+                "--color",
+                "never",
+            ])
+            .args([
+                "--invoke-address",
+                &watch_host,
+                "--invoke-port",
+                &watch_port,
+            ])
+            .arg("--data-file")
+            .arg(&data)
+            .output()
+            .expect("cargo lambda invoke");
+        assert!(
+            out.status.success(),
+            "cargo lambda invoke {function} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{function} answered no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        if let Some(status) = answer.get("statusCode") {
+            let status = status.as_u64().expect("a numeric statusCode");
+            assert!(status < 500, "{function} answered {status}: {answer}");
+        } else if function == "authorize-request" {
+            assert_eq!(answer["isAuthorized"], true, "{answer}");
+        } else {
+            assert_eq!(
+                answer["batchItemFailures"],
+                json!([]),
+                "{function} failed messages of its sample: {answer}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    let arrived = hooks
+        .wait_for("delivery-sample", 1, Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        arrived.len(),
+        1,
+        "the deliveries sample's webhook did not arrive"
     );
 }
