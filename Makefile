@@ -7,13 +7,14 @@ export DATABASE_URL ?= postgres://postgres:postgres@127.0.0.1:5432/triggeriq
 TOOLS ?= $(HOME)/.cache/triggeriq/tools
 SQLX := PATH="$(TOOLS)/bin:$$PATH" cargo sqlx
 
-.PHONY: help setup services dev e2e test fmt-check no-openssl clippy sqlx-check sqlx-prepare unit lint-infra build migrate
+.PHONY: help setup services dev e2e test fmt-check no-openssl clippy sqlx-check sqlx-prepare unit lint-infra build coldstart migrate
 
 help:
 	@echo "make dev          run TriggerIQ locally (Ctrl-C stops it)"
 	@echo "make e2e          start the local stack, run the end-to-end tests, stop it"
 	@echo "make test         everything CI checks: fmt, clippy, .sqlx freshness, tests, infra lint"
-	@echo "make build        release arm64 zips of every function (cargo lambda)"
+	@echo "make build        release arm64 zips of every function (cargo lambda), with their sizes"
+	@echo "make coldstart    cold-start table: every function against hello-world Lambdas"
 	@echo "make sqlx-prepare refresh .sqlx/ after changing a query"
 
 setup:
@@ -63,5 +64,22 @@ no-openssl:
 test: fmt-check no-openssl clippy sqlx-check unit lint-infra
 	@echo "all checks passed"
 
+# The function crates (package name = directory name). `build` and `coldstart` name them one by
+# one: a plain workspace build would also build the CLI and the harness and unify their cargo
+# features (the AWS credential chain, SSO) into every function.
+FUNCTIONS := $(sort $(patsubst functions/%/Cargo.toml,%,$(wildcard functions/*/Cargo.toml)))
+BUILD_DIR := $(or $(CARGO_TARGET_DIR),target)
+
+# arm64 zips in $(BUILD_DIR)/lambda/<function>/bootstrap.zip, then their sizes against the budget.
 build: setup
-	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --release --arm64
+	SQLX_OFFLINE=true PATH="$(CURDIR)/.venv/bin:$$PATH" \
+	  cargo lambda build --release --arm64 --output-format zip $(addprefix -p ,$(FUNCTIONS))
+	tools/coldstart/zip-sizes.sh "$(BUILD_DIR)"
+
+# Release builds for this machine (the functions as `build` builds them, then the harness and its
+# hello worlds with the same profile), then the cold-start table (tools/coldstart). Not part of
+# `make test`: release builds with LTO take many minutes. Run `make build` first for the zip column.
+coldstart:
+	SQLX_OFFLINE=true cargo build --release $(addprefix -p ,$(FUNCTIONS))
+	SQLX_OFFLINE=true cargo build --release -p coldstart
+	"$(BUILD_DIR)/release/coldstart" run --repo . --target-dir "$(BUILD_DIR)"

@@ -163,12 +163,7 @@ impl Database {
                 .map(|t| t.is_none_or(|t| t.elapsed() > TOKEN_REFRESH))
                 .unwrap_or(true);
             if stale {
-                let sdk = iam
-                    .sdk
-                    .get_or_init(
-                        || aws_config::load_defaults(aws_config::BehaviorVersion::latest()),
-                    )
-                    .await;
+                let sdk = iam.sdk.get_or_init(signing_config).await;
                 let token = iam_auth_token(sdk, &iam.host, iam.port, &iam.user).await?;
                 self.pool
                     .set_connect_options(iam.base.clone().password(&token));
@@ -179,6 +174,33 @@ impl Database {
         }
         Ok(&self.pool)
     }
+}
+
+/// Where the IAM token's credentials and region come from: the full provider chain (profiles,
+/// SSO, credential processes, IMDS), as an operator's machine needs (the CLI).
+#[cfg(feature = "aws-credential-chain")]
+async fn signing_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// Where the IAM token's credentials and region come from: the environment, which is where
+/// Lambda puts the role's credentials and the region. Not loading the provider chain keeps STS,
+/// SSO, IMDS and the HTTPS client they need out of the functions that only talk to Postgres
+/// (about half of an API route's binary).
+#[cfg(not(feature = "aws-credential-chain"))]
+async fn signing_config() -> aws_config::SdkConfig {
+    let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().filter(|r| !r.trim().is_empty()))
+        .map(aws_config::Region::new);
+    aws_config::SdkConfig::builder()
+        .region(region)
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+            ),
+        )
+        .build()
 }
 
 /// An RDS IAM authentication token: the SigV4-presigned `connect` action, without scheme.
