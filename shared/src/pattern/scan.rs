@@ -21,28 +21,54 @@ pub(crate) struct PathTrie {
 }
 
 /// A trie node's children: a short list probed linearly (the common case:
-/// objects name few fields), a hash map once there are many.
+/// objects name few fields), a hash map once there are many. Each listed key
+/// carries its length and first eight bytes, so that a lookup compares one
+/// word per child and the rest of the key only on a hit.
 #[derive(Debug, Default)]
 struct Children {
-    small: Vec<(Box<str>, u32)>,
+    small: Vec<SmallChild>,
     map: Option<FxHashMap<Box<str>, u32>>,
+}
+
+#[derive(Debug)]
+struct SmallChild {
+    head: u64,
+    len: usize,
+    id: u32,
+    key: Box<str>,
 }
 
 const SMALL_CHILDREN: usize = 16;
 
+/// The first (up to) eight bytes of `key`, zero-padded.
+fn head_of(key: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    let n = key.len().min(8);
+    w[..n].copy_from_slice(&key[..n]);
+    u64::from_le_bytes(w)
+}
+
 impl Children {
     #[inline]
     fn get(&self, key: &str) -> Option<u32> {
+        self.get_with_head(key, head_of(key.as_bytes()))
+    }
+
+    /// `get` with the key's head (see [`head_of`]) already computed.
+    #[inline(always)]
+    fn get_with_head(&self, key: &str, head: u64) -> Option<u32> {
         if let Some(map) = &self.map {
             return map.get(key).copied();
         }
-        let key = key.as_bytes();
+        let len = key.len();
         self.small
             .iter()
-            .find(|(k, _)| {
-                k.len() == key.len() && k.as_bytes().first() == key.first() && k.as_bytes() == key
+            .find(|c| {
+                c.head == head
+                    && c.len == len
+                    && (len <= 8 || c.key.as_bytes().get(8..) == key.as_bytes().get(8..))
             })
-            .map(|(_, v)| *v)
+            .map(|c| c.id)
     }
 
     fn insert(&mut self, key: Box<str>, value: u32) {
@@ -51,9 +77,14 @@ impl Children {
                 map.insert(key, value);
             }
             None => {
-                self.small.push((key, value));
+                self.small.push(SmallChild {
+                    head: head_of(key.as_bytes()),
+                    len: key.len(),
+                    id: value,
+                    key,
+                });
                 if self.small.len() > SMALL_CHILDREN {
-                    self.map = Some(self.small.drain(..).collect());
+                    self.map = Some(self.small.drain(..).map(|c| (c.key, c.id)).collect());
                 }
             }
         }
@@ -64,7 +95,7 @@ impl Children {
             Some(map) => {
                 map.remove(key);
             }
-            None => self.small.retain(|(k, _)| &**k != key),
+            None => self.small.retain(|c| &*c.key != key),
         }
     }
 
@@ -110,6 +141,12 @@ impl PathTrie {
 
     fn child(&self, node: u32, key: &str) -> Option<u32> {
         self.nodes[node as usize].children.get(key)
+    }
+
+    /// `child` with the key's zero-padded first eight bytes given.
+    #[inline(always)]
+    fn child_bytes(&self, node: u32, key: &str, head: u64) -> Option<u32> {
+        self.nodes[node as usize].children.get_with_head(key, head)
     }
 
     fn has_children(&self, node: u32) -> bool {
@@ -378,30 +415,41 @@ impl Iterator for LeafIter<'_> {
 
 // ---------------------------------------------------------------------------
 // The scanner
+//
+// A hand-written recursive descent over the event bytes with the position
+// passed in registers. Reading past the end yields a NUL byte, which no JSON
+// token accepts, so the loops need no separate end-of-input test: they stop
+// at the NUL and the error path tells "end of input" from a real NUL. Strings
+// are scanned 8 bytes at a time with plain u64 arithmetic (SWAR), which is as
+// fast on arm64 as on x86-64.
 
 struct Scanner<'e, 'd> {
     src: &'e [u8],
     text: &'e str,
-    pos: usize,
     doc: &'d mut Doc,
     trie: &'d PathTrie,
     key_buf: String,
+    /// What stopped the scan, and where.
+    fail: (&'static str, usize),
 }
 
-/// What to do with a value.
+/// The scan stopped on invalid input; the reason is in `Scanner::fail`.
+struct Stop;
+
+type Step = Result<usize, Stop>;
+
+/// Where a kept value goes: at trie path `trie`, as a child of doc node
+/// `parent`, as an object entry (`keyed`) or an array element.
 #[derive(Clone, Copy)]
-enum Ctx {
-    Skip,
-    /// Keep it at trie path `trie`, as a child of `parent`.
-    Keep {
-        trie: u32,
-        parent: u32,
-        keyed: bool,
-    },
+struct Keep {
+    trie: u32,
+    parent: u32,
+    keyed: bool,
 }
 
 /// Parses `event` into `doc`, keeping the paths in `trie`. The whole input is
 /// validated as JSON, as serde_json would.
+#[inline(never)]
 pub(crate) fn scan<'e>(
     event: &'e [u8],
     trie: &PathTrie,
@@ -412,518 +460,550 @@ pub(crate) fn scan<'e>(
     let mut s = Scanner {
         src: event,
         text,
-        pos: 0,
         doc,
         trie,
         key_buf: String::new(),
+        fail: ("", 0),
     };
-    s.ws();
-    s.value(
-        Ctx::Keep {
-            trie: 0,
-            parent: ROOT,
-            keyed: false,
-        },
-        0,
-    )?;
-    s.ws();
-    if s.pos != s.src.len() {
-        return Err(s.err("trailing characters after the JSON value"));
+    let root = Keep {
+        trie: 0,
+        parent: ROOT,
+        keyed: false,
+    };
+    let end = ws(event, 0);
+    let end = s
+        .value(end, root, 0)
+        .map(|p| ws(event, p))
+        .map_err(|Stop| s.error())?;
+    if end != event.len() {
+        return Err(EventError(format!(
+            "trailing characters after the JSON value at byte {end}"
+        )));
     }
     Ok(text)
 }
 
-/// Bytes that end a fast run inside a string: quote, backslash, controls.
-const fn string_specials() -> [bool; 256] {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = true;
-        i += 1;
-    }
-    t[b'"' as usize] = true;
-    t[b'\\' as usize] = true;
-    t
+/// The byte at `pos`, or NUL past the end.
+#[inline(always)]
+fn byte(src: &[u8], pos: usize) -> u8 {
+    src.get(pos).copied().unwrap_or(0)
 }
-static SPECIAL: [bool; 256] = string_specials();
+
+/// Eight bytes at `pos` as a little-endian word, NUL-padded past the end.
+#[inline(always)]
+fn word(src: &[u8], pos: usize) -> u64 {
+    match src.get(pos..pos.wrapping_add(8)) {
+        Some(b) => {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(b);
+            u64::from_le_bytes(w)
+        }
+        None => word_tail(src, pos),
+    }
+}
+
+#[cold]
+fn word_tail(src: &[u8], pos: usize) -> u64 {
+    let mut w = [0u8; 8];
+    if let Some(rest) = src.get(pos..) {
+        let n = rest.len().min(8);
+        w[..n].copy_from_slice(&rest[..n]);
+    }
+    u64::from_le_bytes(w)
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// High bit set in each byte of `w` that ends a run of ordinary string
+/// bytes: `"`, `\` or a control character. Only the lowest flagged byte is
+/// exact (borrows can flag bytes above a hit), which is all the scanner uses.
+#[inline(always)]
+fn string_stops(w: u64) -> u64 {
+    let t = w.wrapping_sub(ONES * 0x20)
+        | (w ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES)
+        | (w ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES);
+    t & !w & HIGH
+}
+
+/// Skips JSON whitespace from `pos`.
+#[inline(always)]
+fn ws(src: &[u8], mut pos: usize) -> usize {
+    // Compact JSON has no whitespace: one test in the common case.
+    if byte(src, pos) > b' ' {
+        return pos;
+    }
+    while matches!(byte(src, pos), b' ' | b'\n' | b'\r' | b'\t') {
+        pos += 1;
+    }
+    pos
+}
 
 impl Scanner<'_, '_> {
-    fn err(&self, what: &str) -> EventError {
-        EventError(format!("{what} at byte {}", self.pos))
+    #[cold]
+    #[inline(never)]
+    fn stop(&mut self, what: &'static str, pos: usize) -> Stop {
+        self.fail = (what, pos);
+        Stop
     }
 
-    #[inline]
-    fn ws(&mut self) {
-        // Compact JSON has no whitespace: one test in the common case.
-        if self.src.get(self.pos).is_some_and(|b| *b > b' ') {
-            return;
-        }
-        while let Some(b) = self.src.get(self.pos) {
-            if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
-                self.pos += 1;
-            } else {
-                break;
+    /// The error for a value expected at `pos`.
+    #[cold]
+    #[inline(never)]
+    fn bad_value(&mut self, pos: usize) -> Stop {
+        let what = if pos >= self.src.len() {
+            "unexpected end of input"
+        } else {
+            "expected a JSON value"
+        };
+        self.stop(what, pos)
+    }
+
+    #[cold]
+    fn error(&self) -> EventError {
+        EventError(format!("{} at byte {}", self.fail.0, self.fail.1))
+    }
+
+    /// Scans the rest of a string whose content starts at `pos` (just after
+    /// the opening quote); returns the position of the closing quote and
+    /// whether the content has escapes.
+    #[inline(always)]
+    fn string_end(&mut self, mut pos: usize) -> Result<(usize, bool), Stop> {
+        let src = self.src;
+        let mut escaped = false;
+        loop {
+            let stops = string_stops(word(src, pos));
+            if stops == 0 {
+                pos += 8;
+                continue;
+            }
+            pos += (stops.trailing_zeros() / 8) as usize;
+            match byte(src, pos) {
+                b'"' => return Ok((pos, escaped)),
+                b'\\' => {
+                    escaped = true;
+                    pos = self.escape(pos)?;
+                }
+                _ if pos >= src.len() => return Err(self.stop("unterminated string", pos)),
+                _ => return Err(self.stop("control character in string", pos)),
             }
         }
     }
 
-    #[inline]
-    fn peek(&self) -> Option<u8> {
-        self.src.get(self.pos).copied()
-    }
-
-    fn value(&mut self, ctx: Ctx, depth: usize) -> Result<(), EventError> {
-        match self.peek() {
-            Some(b'{') => match ctx {
-                Ctx::Keep { trie, .. } if self.trie.has_children(trie) => {
-                    self.object(ctx, depth + 1)
+    /// Validates the escape whose backslash is at `pos`, like serde_json
+    /// (lone surrogates are errors); returns the position after it.
+    #[inline(never)]
+    fn escape(&mut self, pos: usize) -> Step {
+        let src = self.src;
+        match byte(src, pos + 1) {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Ok(pos + 2),
+            b'u' => {
+                let Some(cp) = hex4(src, pos + 2) else {
+                    return Err(self.stop("invalid \\u escape", pos + 2));
+                };
+                if (0xDC00..0xE000).contains(&cp) {
+                    return Err(self.stop("lone trailing surrogate in \\u escape", pos + 2));
                 }
-                // Nothing below is named (or only scalars are): validate and move on.
-                _ => self.skip(depth),
-            },
-            Some(b'[') if matches!(ctx, Ctx::Skip) => self.skip(depth),
-            Some(b'[') => self.array(ctx, depth + 1),
-            Some(b'"') => {
-                let (start, end, escaped) = self.string()?;
-                if let Ctx::Keep {
-                    trie,
-                    parent,
-                    keyed,
-                } = ctx
-                {
-                    let leaf = if escaped {
-                        let at = self.doc.owned.len();
-                        unescape_into(&self.text[start..end], &mut self.doc.owned);
-                        Leaf::Str {
-                            start: at as u32,
-                            end: self.doc.owned.len() as u32,
-                            owned: true,
-                        }
-                    } else {
-                        Leaf::Str {
-                            start: start as u32,
-                            end: end as u32,
-                            owned: false,
-                        }
-                    };
-                    self.doc.add_leaf(parent, trie, keyed, leaf);
+                if !(0xD800..0xDC00).contains(&cp) {
+                    return Ok(pos + 6);
                 }
-                Ok(())
+                if src.get(pos + 6..pos + 8) != Some(b"\\u") {
+                    return Err(self.stop("lone leading surrogate in \\u escape", pos + 6));
+                }
+                match hex4(src, pos + 8) {
+                    Some(low) if (0xDC00..0xE000).contains(&low) => Ok(pos + 12),
+                    _ => Err(self.stop("lone leading surrogate in \\u escape", pos + 8)),
+                }
             }
-            Some(b't') => self.literal(b"true", ctx, Leaf::Bool(true)),
-            Some(b'f') => self.literal(b"false", ctx, Leaf::Bool(false)),
-            Some(b'n') => self.literal(b"null", ctx, Leaf::Null),
-            Some(b'-' | b'0'..=b'9') => self.number(ctx),
-            Some(_) => Err(self.err("expected a JSON value")),
-            None => Err(self.err("unexpected end of input")),
+            _ => Err(self.stop("invalid escape", pos + 1)),
         }
     }
 
-    /// Validates and skips one value, iteratively and without keeping
-    /// anything: the fast path for the parts of an event no pattern names.
-    /// `depth` is the nesting depth of the value's parent.
-    fn skip(&mut self, depth: usize) -> Result<(), EventError> {
-        // Closing bracket expected for each container opened here.
-        let mut closers = [0u8; EVENT_MAX_DEPTH + 1];
+    /// Skips `"key"`, the colon and the whitespace around it, at `pos`.
+    #[inline(always)]
+    fn skip_key(&mut self, pos: usize) -> Step {
+        if byte(self.src, pos) != b'"' {
+            return Err(self.stop("expected a string key", pos));
+        }
+        let (end, _) = self.string_end(pos + 1)?;
+        let pos = ws(self.src, end + 1);
+        if byte(self.src, pos) != b':' {
+            return Err(self.stop("expected : after key", pos));
+        }
+        Ok(ws(self.src, pos + 1))
+    }
+
+    /// Checks the literal `word` at `pos`.
+    #[inline(always)]
+    fn literal(&mut self, pos: usize, word: &'static [u8]) -> Step {
+        if self.src.get(pos..pos + word.len()) == Some(word) {
+            Ok(pos + word.len())
+        } else {
+            Err(self.stop("invalid literal", pos))
+        }
+    }
+
+    /// Checks a number's grammar at `pos`; returns its end and whether it has
+    /// a fraction or an exponent.
+    #[inline(always)]
+    fn number_end(&mut self, pos: usize) -> Result<(usize, bool), Stop> {
+        let src = self.src;
+        let mut p = pos;
+        if byte(src, p) == b'-' {
+            p += 1;
+        }
+        match byte(src, p) {
+            b'0' => p += 1,
+            b'1'..=b'9' => {
+                p += 1;
+                while byte(src, p).is_ascii_digit() {
+                    p += 1;
+                }
+            }
+            _ => return Err(self.stop("invalid number", p)),
+        }
+        let mut simple = true;
+        if byte(src, p) == b'.' {
+            simple = false;
+            p += 1;
+            if !byte(src, p).is_ascii_digit() {
+                return Err(self.stop("invalid number", p));
+            }
+            while byte(src, p).is_ascii_digit() {
+                p += 1;
+            }
+        }
+        if matches!(byte(src, p), b'e' | b'E') {
+            simple = false;
+            p += 1;
+            if matches!(byte(src, p), b'+' | b'-') {
+                p += 1;
+            }
+            if !byte(src, p).is_ascii_digit() {
+                return Err(self.stop("invalid number", p));
+            }
+            while byte(src, p).is_ascii_digit() {
+                p += 1;
+            }
+        }
+        Ok((p, !simple))
+    }
+
+    /// Validates a number nobody keeps: only one with an exponent, or a very
+    /// long one, can overflow f64, which serde_json refuses.
+    #[inline(always)]
+    fn skip_number(&mut self, pos: usize) -> Step {
+        let (end, _) = self.number_end(pos)?;
+        let src = self.src;
+        let long = end - pos > 300;
+        if (long || src[pos..end].iter().any(|b| matches!(b, b'e' | b'E')))
+            && Num::parse_json_text(&self.text[pos..end]).is_none()
+        {
+            return Err(self.stop("number out of range", pos));
+        }
+        Ok(end)
+    }
+
+    /// Validates and skips the value at `pos`, iteratively and without
+    /// keeping anything: the fast path for the parts of an event no pattern
+    /// names. `depth` is the nesting depth of the value's parent.
+    fn skip(&mut self, mut pos: usize, depth: usize) -> Step {
+        let src = self.src;
+        // One bit per container opened here, innermost lowest: 1 = object.
+        let mut objects: u128 = 0;
         let mut open = 0usize;
         'value: loop {
-            match self.peek() {
-                Some(c @ (b'{' | b'[')) => {
+            match byte(src, pos) {
+                b'"' => pos = self.string_end(pos + 1)?.0 + 1,
+                c @ (b'{' | b'[') => {
                     if depth + open + 1 > EVENT_MAX_DEPTH {
-                        return Err(self.err("nested too deeply"));
+                        return Err(self.stop("nested too deeply", pos));
                     }
-                    self.pos += 1;
-                    self.ws();
-                    let (close, object) = if c == b'{' {
-                        (b'}', true)
+                    pos = ws(src, pos + 1);
+                    let object = c == b'{';
+                    if byte(src, pos) == if object { b'}' } else { b']' } {
+                        pos += 1;
                     } else {
-                        (b']', false)
-                    };
-                    if self.peek() == Some(close) {
-                        self.pos += 1;
-                    } else {
-                        closers[open] = close;
+                        objects = (objects << 1) | u128::from(object);
                         open += 1;
                         if object {
-                            self.skip_key()?;
+                            pos = self.skip_key(pos)?;
                         }
                         continue 'value;
                     }
                 }
-                Some(b'"') => {
-                    self.string()?;
-                }
-                Some(b't') => self.literal(b"true", Ctx::Skip, Leaf::Null)?,
-                Some(b'f') => self.literal(b"false", Ctx::Skip, Leaf::Null)?,
-                Some(b'n') => self.literal(b"null", Ctx::Skip, Leaf::Null)?,
-                Some(b'-' | b'0'..=b'9') => self.number(Ctx::Skip)?,
-                Some(_) => return Err(self.err("expected a JSON value")),
-                None => return Err(self.err("unexpected end of input")),
+                b't' => pos = self.literal(pos, b"true")?,
+                b'f' => pos = self.literal(pos, b"false")?,
+                b'n' => pos = self.literal(pos, b"null")?,
+                b'-' | b'0'..=b'9' => pos = self.skip_number(pos)?,
+                _ => return Err(self.bad_value(pos)),
             }
             // After a value: close containers or move to the next member.
             loop {
                 if open == 0 {
-                    return Ok(());
+                    return Ok(pos);
                 }
-                self.ws();
-                match self.peek() {
-                    Some(b',') => {
-                        self.pos += 1;
-                        self.ws();
-                        if closers[open - 1] == b'}' {
-                            self.skip_key()?;
-                        }
-                        continue 'value;
+                pos = ws(src, pos);
+                let object = objects & 1 != 0;
+                let c = byte(src, pos);
+                if c == b',' {
+                    pos = ws(src, pos + 1);
+                    if object {
+                        pos = self.skip_key(pos)?;
                     }
-                    Some(c) if c == closers[open - 1] => {
-                        self.pos += 1;
-                        open -= 1;
-                    }
-                    _ => return Err(self.err("expected , or a closing bracket")),
+                    continue 'value;
                 }
-            }
-        }
-    }
-
-    /// Skips `"key" :` and the whitespace after it.
-    fn skip_key(&mut self) -> Result<(), EventError> {
-        if self.peek() != Some(b'"') {
-            return Err(self.err("expected a string key"));
-        }
-        self.string()?;
-        self.ws();
-        if self.peek() != Some(b':') {
-            return Err(self.err("expected : after key"));
-        }
-        self.pos += 1;
-        self.ws();
-        Ok(())
-    }
-
-    fn literal(&mut self, word: &[u8], ctx: Ctx, leaf: Leaf) -> Result<(), EventError> {
-        if self.src[self.pos..].starts_with(word) {
-            self.pos += word.len();
-            if let Ctx::Keep {
-                trie,
-                parent,
-                keyed,
-            } = ctx
-            {
-                self.doc.add_leaf(parent, trie, keyed, leaf);
-            }
-            Ok(())
-        } else {
-            Err(self.err("invalid literal"))
-        }
-    }
-
-    fn digits(&mut self) -> usize {
-        let start = self.pos;
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.pos += 1;
-        }
-        self.pos - start
-    }
-
-    fn number(&mut self, ctx: Ctx) -> Result<(), EventError> {
-        let start = self.pos;
-        if self.peek() == Some(b'-') {
-            self.pos += 1;
-        }
-        match self.peek() {
-            Some(b'0') => self.pos += 1,
-            Some(b'1'..=b'9') => {
-                self.digits();
-            }
-            _ => return Err(self.err("invalid number")),
-        }
-        let mut plain = true;
-        if self.peek() == Some(b'.') {
-            self.pos += 1;
-            plain = false;
-            if self.digits() == 0 {
-                return Err(self.err("invalid number"));
-            }
-        }
-        let mut exponent = false;
-        if let Some(b'e' | b'E') = self.peek() {
-            self.pos += 1;
-            exponent = true;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.pos += 1;
-            }
-            if self.digits() == 0 {
-                return Err(self.err("invalid number"));
-            }
-        }
-        let text = &self.text[start..self.pos];
-        match ctx {
-            Ctx::Keep {
-                trie,
-                parent,
-                keyed,
-            } => {
-                let n =
-                    Num::parse_json_text(text).ok_or_else(|| self.err("number out of range"))?;
-                self.doc.add_leaf(parent, trie, keyed, Leaf::Num(n));
-            }
-            Ctx::Skip => {
-                // Only a number with an exponent, or a very long one, can
-                // overflow f64, which serde_json refuses.
-                if (exponent || text.len() > 300) && Num::parse_json_text(text).is_none() {
-                    return Err(self.err("number out of range"));
+                if c != if object { b'}' } else { b']' } {
+                    return Err(self.stop("expected , or a closing bracket", pos));
                 }
-                let _ = plain;
+                pos += 1;
+                objects >>= 1;
+                open -= 1;
             }
         }
-        Ok(())
     }
 
-    /// Scans a string starting at the opening quote; returns the content's
-    /// byte range and whether it has escapes.
-    #[inline(always)]
-    fn string(&mut self) -> Result<(usize, usize, bool), EventError> {
-        self.pos += 1;
-        let start = self.pos;
-        let mut escaped = false;
+    /// Reads the value at `pos` into the doc at `at`. `depth` is the nesting
+    /// depth of the value's parent.
+    fn value(&mut self, pos: usize, at: Keep, depth: usize) -> Step {
         let src = self.src;
-        loop {
-            // Fast run over ordinary bytes, 8 at a time.
-            while self.pos + 8 <= src.len() {
-                let mut w = [0u8; 8];
-                w.copy_from_slice(&src[self.pos..self.pos + 8]);
-                let x = u64::from_le_bytes(w);
-                const ONES: u64 = 0x0101_0101_0101_0101;
-                const HIGH: u64 = 0x8080_8080_8080_8080;
-                let quote = x ^ (ONES * b'"' as u64);
-                let back = x ^ (ONES * b'\\' as u64);
-                let hit = (quote.wrapping_sub(ONES) & !quote)
-                    | (back.wrapping_sub(ONES) & !back)
-                    | (x.wrapping_sub(ONES * 0x20) & !x);
-                let found = hit & HIGH;
-                if found != 0 {
-                    // The lowest flagged byte is always a real hit.
-                    self.pos += (found.trailing_zeros() / 8) as usize;
-                    break;
-                }
-                self.pos += 8;
-            }
-            while self.pos < src.len() && !SPECIAL[src[self.pos] as usize] {
-                self.pos += 1;
-            }
-            match src.get(self.pos) {
-                Some(b'"') => {
-                    let end = self.pos;
-                    self.pos += 1;
-                    return Ok((start, end, escaped));
-                }
-                Some(b'\\') => {
-                    escaped = true;
-                    self.escape()?;
-                }
-                Some(_) => return Err(self.err("control character in string")),
-                None => return Err(self.err("unterminated string")),
-            }
-        }
-    }
-
-    fn hex4(&mut self) -> Result<u32, EventError> {
-        let h = self
-            .src
-            .get(self.pos..self.pos + 4)
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .and_then(|s| {
-                u32::from_str_radix(s, 16)
-                    .ok()
-                    .filter(|_| s.bytes().all(|c| c.is_ascii_hexdigit()))
-            })
-            .ok_or_else(|| self.err("invalid \\u escape"))?;
-        self.pos += 4;
-        Ok(h)
-    }
-
-    /// Validates one escape at `pos` (the backslash), like serde_json: lone
-    /// surrogates are errors.
-    fn escape(&mut self) -> Result<(), EventError> {
-        self.pos += 1;
-        match self.peek() {
-            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                self.pos += 1;
-                Ok(())
-            }
-            Some(b'u') => {
-                self.pos += 1;
-                let cp = self.hex4()?;
-                if (0xDC00..0xE000).contains(&cp) {
-                    return Err(self.err("lone trailing surrogate in \\u escape"));
-                }
-                if (0xD800..0xDC00).contains(&cp) {
-                    if self.src.get(self.pos..self.pos + 2) != Some(b"\\u") {
-                        return Err(self.err("lone leading surrogate in \\u escape"));
+        match byte(src, pos) {
+            b'"' => {
+                let (end, escaped) = self.string_end(pos + 1)?;
+                let start = pos + 1;
+                let leaf = if escaped {
+                    let from = self.doc.owned.len();
+                    unescape_into(&self.text[start..end], &mut self.doc.owned);
+                    Leaf::Str {
+                        start: from as u32,
+                        end: self.doc.owned.len() as u32,
+                        owned: true,
                     }
-                    self.pos += 2;
-                    let low = self.hex4()?;
-                    if !(0xDC00..0xE000).contains(&low) {
-                        return Err(self.err("lone leading surrogate in \\u escape"));
-                    }
-                }
-                Ok(())
-            }
-            _ => Err(self.err("invalid escape")),
-        }
-    }
-
-    fn array(&mut self, ctx: Ctx, depth: usize) -> Result<(), EventError> {
-        if depth > EVENT_MAX_DEPTH {
-            return Err(self.err("nested too deeply"));
-        }
-        self.pos += 1;
-        let inner = match ctx {
-            Ctx::Skip => Ctx::Skip,
-            Ctx::Keep {
-                trie,
-                parent,
-                keyed,
-            } => {
-                let id = self.doc.add_node(parent, Kind::Arr, trie, keyed, NONE);
-                Ctx::Keep {
-                    trie,
-                    parent: id,
-                    keyed: false,
-                }
-            }
-        };
-        self.ws();
-        if self.peek() == Some(b']') {
-            self.pos += 1;
-            return Ok(());
-        }
-        loop {
-            self.ws();
-            self.value(inner, depth)?;
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(self.err("expected , or ] in array")),
-            }
-        }
-    }
-
-    fn object(&mut self, ctx: Ctx, depth: usize) -> Result<(), EventError> {
-        if depth > EVENT_MAX_DEPTH {
-            return Err(self.err("nested too deeply"));
-        }
-        self.pos += 1;
-        // An object is kept only where patterns name fields below it.
-        let here = match ctx {
-            Ctx::Keep {
-                trie,
-                parent,
-                keyed,
-            } if self.trie.has_children(trie) => {
-                let id = if keyed {
-                    self.doc.object_entry(parent, trie)
                 } else {
-                    self.doc.new_object(parent, trie, false)
+                    Leaf::Str {
+                        start: start as u32,
+                        end: end as u32,
+                        owned: false,
+                    }
                 };
-                Some((trie, id))
+                self.doc.add_leaf(at.parent, at.trie, at.keyed, leaf);
+                Ok(end + 1)
             }
-            _ => None,
+            b'{' if self.trie.has_children(at.trie) => {
+                if depth + 1 > EVENT_MAX_DEPTH {
+                    return Err(self.stop("nested too deeply", pos));
+                }
+                let id = if at.keyed {
+                    self.doc.object_entry(at.parent, at.trie)
+                } else {
+                    self.doc.new_object(at.parent, at.trie, false)
+                };
+                self.object(pos, at.trie, id, depth + 1)
+            }
+            // Nothing below is named (or only scalars are): validate and move on.
+            b'{' => self.skip(pos, depth),
+            b'[' => self.array(pos, at, depth + 1),
+            b't' => {
+                let end = self.literal(pos, b"true")?;
+                self.doc
+                    .add_leaf(at.parent, at.trie, at.keyed, Leaf::Bool(true));
+                Ok(end)
+            }
+            b'f' => {
+                let end = self.literal(pos, b"false")?;
+                self.doc
+                    .add_leaf(at.parent, at.trie, at.keyed, Leaf::Bool(false));
+                Ok(end)
+            }
+            b'n' => {
+                let end = self.literal(pos, b"null")?;
+                self.doc.add_leaf(at.parent, at.trie, at.keyed, Leaf::Null);
+                Ok(end)
+            }
+            b'-' | b'0'..=b'9' => {
+                let (end, _) = self.number_end(pos)?;
+                let Some(n) = Num::parse_json_text(&self.text[pos..end]) else {
+                    return Err(self.stop("number out of range", pos));
+                };
+                self.doc
+                    .add_leaf(at.parent, at.trie, at.keyed, Leaf::Num(n));
+                Ok(end)
+            }
+            _ => Err(self.bad_value(pos)),
+        }
+    }
+
+    /// The array at `pos`, kept at `at`; `depth` is its own nesting depth.
+    fn array(&mut self, pos: usize, at: Keep, depth: usize) -> Step {
+        if depth > EVENT_MAX_DEPTH {
+            return Err(self.stop("nested too deeply", pos));
+        }
+        let src = self.src;
+        let id = self
+            .doc
+            .add_node(at.parent, Kind::Arr, at.trie, at.keyed, NONE);
+        let inner = Keep {
+            trie: at.trie,
+            parent: id,
+            keyed: false,
         };
-        self.ws();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-            return Ok(());
+        let mut pos = ws(src, pos + 1);
+        if byte(src, pos) == b']' {
+            return Ok(pos + 1);
         }
         loop {
-            self.ws();
-            if self.peek() != Some(b'"') {
-                return Err(self.err("expected a string key"));
-            }
-            let (ks, ke, kesc) = self.string()?;
-            self.ws();
-            if self.peek() != Some(b':') {
-                return Err(self.err("expected : after key"));
-            }
-            self.pos += 1;
-            self.ws();
-            let member_ctx = match here {
-                None => Ctx::Skip,
-                Some((trie, obj)) => self.member_ctx(trie, obj, ks, ke, kesc),
-            };
-            self.value(member_ctx, depth)?;
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(self.err("expected , or } in object")),
+            pos = self.value(pos, inner, depth)?;
+            pos = ws(src, pos);
+            match byte(src, pos) {
+                b',' => pos = ws(src, pos + 1),
+                b']' => return Ok(pos + 1),
+                _ => return Err(self.stop("expected , or ] in array", pos)),
             }
         }
     }
 
-    /// Where the value of key `src[ks..ke]` goes: its dotted segments are
-    /// walked in the trie, creating the intermediate objects.
-    fn member_ctx(&mut self, trie: u32, obj: u32, ks: usize, ke: usize, escaped: bool) -> Ctx {
-        let text = self.text;
-        let key: &str = if escaped {
-            self.key_buf.clear();
-            unescape_into(&text[ks..ke], &mut self.key_buf);
-            &self.key_buf
-        } else {
-            &text[ks..ke]
-        };
-        // Fast path: no dot.
-        if !key.as_bytes().contains(&b'.') {
-            return match self.trie.child(trie, key) {
-                Some(t) => Ctx::Keep {
+    /// The object at `pos`, kept as doc node `obj` at trie path `trie` (which
+    /// has children); `depth` is its own nesting depth.
+    fn object(&mut self, pos: usize, trie: u32, obj: u32, depth: usize) -> Step {
+        let src = self.src;
+        let mut pos = ws(src, pos + 1);
+        if byte(src, pos) == b'}' {
+            return Ok(pos + 1);
+        }
+        loop {
+            if byte(src, pos) != b'"' {
+                return Err(self.stop("expected a string key", pos));
+            }
+            let start = pos + 1;
+            let (end, escaped) = self.string_end(start)?;
+            pos = ws(src, end + 1);
+            if byte(src, pos) != b':' {
+                return Err(self.stop("expected : after key", pos));
+            }
+            pos = ws(src, pos + 1);
+            pos = match self.member(trie, obj, start, end, escaped) {
+                Some(at) => self.value(pos, at, depth)?,
+                None => self.skip(pos, depth)?,
+            };
+            pos = ws(src, pos);
+            match byte(src, pos) {
+                b',' => pos = ws(src, pos + 1),
+                b'}' => return Ok(pos + 1),
+                _ => return Err(self.stop("expected , or } in object", pos)),
+            }
+        }
+    }
+
+    /// Where the value of key `src[start..end]` goes, if some pattern names
+    /// it: its dotted segments are walked in the trie, creating the
+    /// intermediate objects.
+    #[inline(always)]
+    fn member(
+        &mut self,
+        trie: u32,
+        obj: u32,
+        start: usize,
+        end: usize,
+        escaped: bool,
+    ) -> Option<Keep> {
+        if !escaped {
+            let key = self.text.get(start..end).unwrap_or("");
+            // Trie keys never hold a dot, so a key found as is has none.
+            let head = key_head(word(self.src, start), key.len());
+            if let Some(t) = self.trie.child_bytes(trie, key, head) {
+                return Some(Keep {
                     trie: t,
                     parent: obj,
                     keyed: true,
-                },
-                None => Ctx::Skip,
-            };
+                });
+            }
+            if !has_dot(key.as_bytes(), head) {
+                return None;
+            }
         }
-        // Resolve all segments first, then create the virtual objects.
-        let mut nodes: [u32; 16] = [NONE; 16];
-        let mut path: Vec<u32> = Vec::new();
-        let mut count = 0;
+        self.member_slow(trie, obj, start, end, escaped)
+    }
+
+    /// `member` for keys with escapes or dots.
+    #[inline(never)]
+    fn member_slow(
+        &mut self,
+        trie: u32,
+        obj: u32,
+        start: usize,
+        end: usize,
+        escaped: bool,
+    ) -> Option<Keep> {
+        let mut key_buf = std::mem::take(&mut self.key_buf);
+        key_buf.clear();
+        let key: &str = if escaped {
+            unescape_into(&self.text[start..end], &mut key_buf);
+            &key_buf
+        } else {
+            &self.text[start..end]
+        };
+        // Resolve all segments first, then create the intermediate objects.
+        let mut nodes: Vec<u32> = Vec::new();
         let mut at = trie;
         for seg in key.split('.') {
             match self.trie.child(at, seg) {
                 Some(t) => {
                     at = t;
-                    if count < nodes.len() {
-                        nodes[count] = t;
-                    } else {
-                        path.push(t);
-                    }
-                    count += 1;
+                    nodes.push(t);
                 }
-                None => return Ctx::Skip,
+                None => {
+                    self.key_buf = key_buf;
+                    return None;
+                }
             }
         }
-        let all: Vec<u32> = nodes[..count.min(nodes.len())]
-            .iter()
-            .copied()
-            .chain(path)
-            .collect();
+        self.key_buf = key_buf;
+        let (&last, intermediate) = nodes.split_last()?;
         let mut parent = obj;
-        for t in &all[..all.len() - 1] {
+        for t in intermediate {
             parent = self.doc.object_entry(parent, *t);
         }
-        Ctx::Keep {
-            trie: all[all.len() - 1],
+        Some(Keep {
+            trie: last,
             parent,
             keyed: true,
-        }
+        })
     }
+}
+
+/// The first (up to) eight bytes of a key of `len` bytes whose first word is
+/// `w`, zero-padded: with the length, a one-compare filter for key lookups.
+#[inline(always)]
+fn key_head(w: u64, len: usize) -> u64 {
+    if len >= 8 {
+        w
+    } else {
+        w & ((1u64 << (len * 8)) - 1)
+    }
+}
+
+/// Whether `key` (whose head is `head`) holds a dot.
+#[inline(always)]
+fn has_dot(key: &[u8], head: u64) -> bool {
+    if key.len() <= 8 {
+        let x = head ^ (ONES * u64::from(b'.'));
+        // Padding bytes of the head are zero, never a dot.
+        // The lowest flagged byte is always a real dot, and the zero padding
+        // holds none, so any flag means a dot in the key.
+        x.wrapping_sub(ONES) & !x & HIGH != 0
+    } else {
+        memchr::memchr(b'.', key).is_some()
+    }
+}
+
+/// Four hex digits at `pos`.
+fn hex4(src: &[u8], pos: usize) -> Option<u32> {
+    let digits = src.get(pos..pos + 4)?;
+    let mut v = 0u32;
+    for d in digits {
+        v = v * 16 + (*d as char).to_digit(16)?;
+    }
+    Some(v)
 }
 
 /// Decodes the escapes of a string already validated by the scanner.
