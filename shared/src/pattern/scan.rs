@@ -4,8 +4,6 @@
 //! (for the automaton). Everything else is checked for JSON validity and
 //! skipped without being decoded.
 
-use rustc_hash::FxHashMap;
-
 use super::EVENT_MAX_DEPTH;
 use super::EventError;
 use super::value::{Num, Scalar};
@@ -20,25 +18,28 @@ pub(crate) struct PathTrie {
     free: Vec<u32>,
 }
 
-/// A trie node's children: a short list probed linearly (the common case:
-/// objects name few fields), a hash map once there are many. Each listed key
-/// carries its length and first eight bytes, so that a lookup compares one
-/// word per child and the rest of the key only on a hit.
+/// A trie node's children. A lookup compares a key's length and first eight
+/// bytes (its "head") before its text; past a few children it goes through
+/// an open-addressing table instead of a linear scan, so that an object
+/// naming many fields costs one probe per key, not one compare per field.
 #[derive(Debug, Default)]
 struct Children {
-    small: Vec<SmallChild>,
-    map: Option<FxHashMap<Box<str>, u32>>,
+    list: Vec<Child>,
+    /// Indexes into `list`, plus one (0 is an empty slot); a power of two
+    /// at least twice `list.len()`, or empty while the list is short.
+    table: Vec<u32>,
 }
 
 #[derive(Debug)]
-struct SmallChild {
+struct Child {
     head: u64,
     len: usize,
     id: u32,
     key: Box<str>,
 }
 
-const SMALL_CHILDREN: usize = 16;
+/// Lists up to this long are scanned without a table.
+const LINEAR_CHILDREN: usize = 4;
 
 /// The first (up to) eight bytes of `key`, zero-padded.
 fn head_of(key: &[u8]) -> u64 {
@@ -48,61 +49,100 @@ fn head_of(key: &[u8]) -> u64 {
     u64::from_le_bytes(w)
 }
 
+/// Table slot hash of a key: its head and length for short keys, all its
+/// bytes for longer ones (which may share a head).
+#[inline(always)]
+fn slot_hash(key: &[u8], head: u64) -> u64 {
+    let h = if key.len() <= 8 {
+        head ^ (key.len() as u64).rotate_right(8)
+    } else {
+        use std::hash::Hasher;
+        let mut hasher = rustc_hash::FxHasher::default();
+        hasher.write(key);
+        hasher.finish()
+    };
+    h.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+impl Child {
+    #[inline(always)]
+    fn is(&self, key: &[u8], head: u64) -> bool {
+        self.head == head
+            && self.len == key.len()
+            && (key.len() <= 8 || self.key.as_bytes().get(8..) == key.get(8..))
+    }
+}
+
 impl Children {
     #[inline]
     fn get(&self, key: &str) -> Option<u32> {
-        self.get_with_head(key, head_of(key.as_bytes()))
+        self.get_with_head(key.as_bytes(), head_of(key.as_bytes()))
     }
 
     /// `get` with the key's head (see [`head_of`]) already computed.
     #[inline(always)]
-    fn get_with_head(&self, key: &str, head: u64) -> Option<u32> {
-        if let Some(map) = &self.map {
-            return map.get(key).copied();
+    fn get_with_head(&self, key: &[u8], head: u64) -> Option<u32> {
+        if self.table.is_empty() {
+            return self.list.iter().find(|c| c.is(key, head)).map(|c| c.id);
         }
-        let len = key.len();
-        self.small
-            .iter()
-            .find(|c| {
-                c.head == head
-                    && c.len == len
-                    && (len <= 8 || c.key.as_bytes().get(8..) == key.as_bytes().get(8..))
-            })
-            .map(|c| c.id)
+        let mask = self.table.len() - 1;
+        let mut slot = (slot_hash(key, head) >> 32) as usize & mask;
+        loop {
+            let at = *self.table.get(slot)? as usize;
+            let child = self.list.get(at.checked_sub(1)?)?;
+            if child.is(key, head) {
+                return Some(child.id);
+            }
+            slot = (slot + 1) & mask;
+        }
     }
 
     fn insert(&mut self, key: Box<str>, value: u32) {
-        match &mut self.map {
-            Some(map) => {
-                map.insert(key, value);
-            }
-            None => {
-                self.small.push(SmallChild {
-                    head: head_of(key.as_bytes()),
-                    len: key.len(),
-                    id: value,
-                    key,
-                });
-                if self.small.len() > SMALL_CHILDREN {
-                    self.map = Some(self.small.drain(..).map(|c| (c.key, c.id)).collect());
-                }
-            }
+        self.list.push(Child {
+            head: head_of(key.as_bytes()),
+            len: key.len(),
+            id: value,
+            key,
+        });
+        let n = self.list.len();
+        if n > LINEAR_CHILDREN && self.table.len() >= 2 * n {
+            self.place(n - 1);
+        } else {
+            self.rebuild();
         }
     }
 
     fn remove(&mut self, key: &str) {
-        match &mut self.map {
-            Some(map) => {
-                map.remove(key);
-            }
-            None => self.small.retain(|c| &*c.key != key),
+        self.list.retain(|c| &*c.key != key);
+        self.rebuild();
+    }
+
+    /// Builds the table afresh (doubling it as the list grows, so inserts
+    /// cost amortised O(1)), or drops it for a short list.
+    fn rebuild(&mut self) {
+        let n = self.list.len();
+        if n <= LINEAR_CHILDREN {
+            self.table = Vec::new();
+            return;
+        }
+        self.table = vec![0; (2 * n).next_power_of_two()];
+        for i in 0..n {
+            self.place(i);
         }
     }
 
+    fn place(&mut self, i: usize) {
+        let mask = self.table.len() - 1;
+        let c = &self.list[i];
+        let mut slot = (slot_hash(c.key.as_bytes(), c.head) >> 32) as usize & mask;
+        while self.table[slot] != 0 {
+            slot = (slot + 1) & mask;
+        }
+        self.table[slot] = (i + 1) as u32;
+    }
+
     fn is_empty(&self) -> bool {
-        self.map
-            .as_ref()
-            .map_or(self.small.is_empty(), |m| m.is_empty())
+        self.list.is_empty()
     }
 }
 
@@ -145,7 +185,7 @@ impl PathTrie {
 
     /// `child` with the key's zero-padded first eight bytes given.
     #[inline(always)]
-    fn child_bytes(&self, node: u32, key: &str, head: u64) -> Option<u32> {
+    fn child_bytes(&self, node: u32, key: &[u8], head: u64) -> Option<u32> {
         self.nodes[node as usize].children.get_with_head(key, head)
     }
 
@@ -387,6 +427,11 @@ impl Doc {
         self.add_node(parent, Kind::Leaf, trie, keyed, idx);
     }
 
+    /// Whether the event has any scalar on the path `trie`.
+    pub(crate) fn has_scalars(&self, trie: u32) -> bool {
+        self.heads.get(trie as usize).is_some_and(|h| *h != NONE)
+    }
+
     /// Leaves on the path `trie`, anywhere in the event.
     pub(crate) fn leaves_at(&self, trie: u32) -> LeafIter<'_> {
         LeafIter {
@@ -423,8 +468,15 @@ impl Iterator for LeafIter<'_> {
 // are scanned 8 bytes at a time with plain u64 arithmetic (SWAR), which is as
 // fast on arm64 as on x86-64.
 
-struct Scanner<'e, 'd> {
+/// `TRUSTED`: the event is known to be valid JSON (checked at ingest), so
+/// the parts no pattern names are skipped by bracket counting instead of
+/// being validated, and the event is not checked for UTF-8 as a whole (each
+/// kept string is). On bytes that are not valid JSON the scanner still
+/// never panics or reads out of bounds; what it keeps is then unspecified.
+struct Scanner<'e, 'd, const TRUSTED: bool> {
     src: &'e [u8],
+    /// The event as text; empty when `TRUSTED` (kept strings are then
+    /// copied to `Doc::owned`, and nothing reads the event as text).
     text: &'e str,
     doc: &'d mut Doc,
     trie: &'d PathTrie,
@@ -456,8 +508,31 @@ pub(crate) fn scan<'e>(
     doc: &mut Doc,
 ) -> Result<&'e str, EventError> {
     let text = std::str::from_utf8(event).map_err(|e| EventError(format!("not UTF-8: {e}")))?;
+    run_scan::<false>(event, text, trie, doc)?;
+    Ok(text)
+}
+
+/// Like [`scan`] for an event already known to be valid JSON: only the
+/// parts some pattern names are read and checked. All kept strings are
+/// copied to `Doc::owned`, so the returned text (empty) is never read.
+#[inline(never)]
+pub(crate) fn scan_trusted(
+    event: &[u8],
+    trie: &PathTrie,
+    doc: &mut Doc,
+) -> Result<&'static str, EventError> {
+    run_scan::<true>(event, "", trie, doc)?;
+    Ok("")
+}
+
+fn run_scan<const TRUSTED: bool>(
+    event: &[u8],
+    text: &str,
+    trie: &PathTrie,
+    doc: &mut Doc,
+) -> Result<(), EventError> {
     doc.reset(trie.capacity());
-    let mut s = Scanner {
+    let mut s = Scanner::<TRUSTED> {
         src: event,
         text,
         doc,
@@ -480,7 +555,7 @@ pub(crate) fn scan<'e>(
             "trailing characters after the JSON value at byte {end}"
         )));
     }
-    Ok(text)
+    Ok(())
 }
 
 /// The byte at `pos`, or NUL past the end.
@@ -539,7 +614,36 @@ fn ws(src: &[u8], mut pos: usize) -> usize {
     pos
 }
 
-impl Scanner<'_, '_> {
+const ORDINARY: u8 = 0;
+const QUOTE: u8 = 1;
+const OPEN: u8 = 2;
+const CLOSE: u8 = 3;
+const NUL: u8 = 4;
+
+/// Byte classes for skipping a container of a trusted event.
+static SKIP_CLASS: [u8; 256] = {
+    let mut t = [ORDINARY; 256];
+    t[0] = NUL;
+    t[b'"' as usize] = QUOTE;
+    t[b'{' as usize] = OPEN;
+    t[b'[' as usize] = OPEN;
+    t[b'}' as usize] = CLOSE;
+    t[b']' as usize] = CLOSE;
+    t
+};
+
+impl<'e, const TRUSTED: bool> Scanner<'e, '_, TRUSTED> {
+    /// The text of `src[start..end]`: a slice of the validated event, or
+    /// when `TRUSTED`, checked for UTF-8 on its own.
+    #[inline(always)]
+    fn text_at(&self, start: usize, end: usize) -> Option<&'e str> {
+        if TRUSTED {
+            std::str::from_utf8(self.src.get(start..end)?).ok()
+        } else {
+            self.text.get(start..end)
+        }
+    }
+
     #[cold]
     #[inline(never)]
     fn stop(&mut self, what: &'static str, pos: usize) -> Stop {
@@ -697,7 +801,10 @@ impl Scanner<'_, '_> {
         let src = self.src;
         let long = end - pos > 300;
         if (long || src[pos..end].iter().any(|b| matches!(b, b'e' | b'E')))
-            && Num::parse_json_text(&self.text[pos..end]).is_none()
+            && self
+                .text_at(pos, end)
+                .and_then(Num::parse_json_text)
+                .is_none()
         {
             return Err(self.stop("number out of range", pos));
         }
@@ -763,6 +870,86 @@ impl Scanner<'_, '_> {
         }
     }
 
+    /// Skips the value at `pos`: validating it, or when `TRUSTED`, by
+    /// bracket counting.
+    #[inline(always)]
+    fn skip_any(&mut self, pos: usize, depth: usize) -> Step {
+        if TRUSTED {
+            self.skip_trusted(pos, depth)
+        } else {
+            self.skip(pos, depth)
+        }
+    }
+
+    /// Skips the value at `pos` of an event known to be valid JSON: strings
+    /// to their closing quote, containers to their closing bracket, other
+    /// values to the next delimiter. Every step moves forward, so it ends
+    /// on any input; the nesting limit still applies.
+    fn skip_trusted(&mut self, pos: usize, depth: usize) -> Step {
+        let src = self.src;
+        match byte(src, pos) {
+            b'"' => return self.string_end_trusted(pos + 1).map(|end| end + 1),
+            b'{' | b'[' => {}
+            0 => return Err(self.bad_value(pos)),
+            _ => {
+                let mut p = pos + 1;
+                while !matches!(
+                    byte(src, p),
+                    b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t' | 0
+                ) {
+                    p += 1;
+                }
+                return Ok(p);
+            }
+        }
+        let mut open = 0usize;
+        let mut p = pos;
+        loop {
+            match SKIP_CLASS[usize::from(byte(src, p))] {
+                ORDINARY => {}
+                QUOTE => {
+                    p = self.string_end_trusted(p + 1)?;
+                }
+                OPEN => {
+                    open += 1;
+                    if depth + open > EVENT_MAX_DEPTH {
+                        return Err(self.stop("nested too deeply", p));
+                    }
+                }
+                CLOSE => {
+                    open -= 1;
+                    if open == 0 {
+                        return Ok(p + 1);
+                    }
+                }
+                _ if p >= src.len() => return Err(self.stop("unexpected end of input", p)),
+                _ => {}
+            }
+            p += 1;
+        }
+    }
+
+    /// The closing quote of a string whose content starts at `pos`, without
+    /// validating the content.
+    #[inline(always)]
+    fn string_end_trusted(&mut self, mut pos: usize) -> Step {
+        let src = self.src;
+        loop {
+            let stops = string_stops(word(src, pos));
+            if stops == 0 {
+                pos += 8;
+                continue;
+            }
+            pos += (stops.trailing_zeros() / 8) as usize;
+            match byte(src, pos) {
+                b'"' => return Ok(pos),
+                b'\\' => pos += 2,
+                _ if pos >= src.len() => return Err(self.stop("unterminated string", pos)),
+                _ => pos += 1,
+            }
+        }
+    }
+
     /// Reads the value at `pos` into the doc at `at`. `depth` is the nesting
     /// depth of the value's parent.
     fn value(&mut self, pos: usize, at: Keep, depth: usize) -> Step {
@@ -771,9 +958,16 @@ impl Scanner<'_, '_> {
             b'"' => {
                 let (end, escaped) = self.string_end(pos + 1)?;
                 let start = pos + 1;
-                let leaf = if escaped {
+                let leaf = if escaped || TRUSTED {
+                    let Some(raw) = self.text_at(start, end) else {
+                        return Err(self.stop("string is not UTF-8", start));
+                    };
                     let from = self.doc.owned.len();
-                    unescape_into(&self.text[start..end], &mut self.doc.owned);
+                    if escaped {
+                        unescape_into(raw, &mut self.doc.owned);
+                    } else {
+                        self.doc.owned.push_str(raw);
+                    }
                     Leaf::Str {
                         start: from as u32,
                         end: self.doc.owned.len() as u32,
@@ -801,7 +995,7 @@ impl Scanner<'_, '_> {
                 self.object(pos, at.trie, id, depth + 1)
             }
             // Nothing below is named (or only scalars are): validate and move on.
-            b'{' => self.skip(pos, depth),
+            b'{' => self.skip_any(pos, depth),
             b'[' => self.array(pos, at, depth + 1),
             b't' => {
                 let end = self.literal(pos, b"true")?;
@@ -822,7 +1016,7 @@ impl Scanner<'_, '_> {
             }
             b'-' | b'0'..=b'9' => {
                 let (end, _) = self.number_end(pos)?;
-                let Some(n) = Num::parse_json_text(&self.text[pos..end]) else {
+                let Some(n) = self.text_at(pos, end).and_then(Num::parse_json_text) else {
                     return Err(self.stop("number out of range", pos));
                 };
                 self.doc
@@ -883,7 +1077,7 @@ impl Scanner<'_, '_> {
             pos = ws(src, pos + 1);
             pos = match self.member(trie, obj, start, end, escaped) {
                 Some(at) => self.value(pos, at, depth)?,
-                None => self.skip(pos, depth)?,
+                None => self.skip_any(pos, depth)?,
             };
             pos = ws(src, pos);
             match byte(src, pos) {
@@ -907,7 +1101,7 @@ impl Scanner<'_, '_> {
         escaped: bool,
     ) -> Option<Keep> {
         if !escaped {
-            let key = self.text.get(start..end).unwrap_or("");
+            let key = self.src.get(start..end).unwrap_or_default();
             // Trie keys never hold a dot, so a key found as is has none.
             let head = key_head(word(self.src, start), key.len());
             if let Some(t) = self.trie.child_bytes(trie, key, head) {
@@ -917,7 +1111,7 @@ impl Scanner<'_, '_> {
                     keyed: true,
                 });
             }
-            if !has_dot(key.as_bytes(), head) {
+            if !has_dot(key, head) {
                 return None;
             }
         }
@@ -934,13 +1128,14 @@ impl Scanner<'_, '_> {
         end: usize,
         escaped: bool,
     ) -> Option<Keep> {
+        let raw = self.text_at(start, end)?;
         let mut key_buf = std::mem::take(&mut self.key_buf);
         key_buf.clear();
         let key: &str = if escaped {
-            unescape_into(&self.text[start..end], &mut key_buf);
+            unescape_into(raw, &mut key_buf);
             &key_buf
         } else {
-            &self.text[start..end]
+            raw
         };
         // Resolve all segments first, then create the intermediate objects.
         let mut nodes: Vec<u32> = Vec::new();
@@ -985,12 +1180,16 @@ fn key_head(w: u64, len: usize) -> u64 {
 /// Whether `key` (whose head is `head`) holds a dot.
 #[inline(always)]
 fn has_dot(key: &[u8], head: u64) -> bool {
-    if key.len() <= 8 {
-        let x = head ^ (ONES * u64::from(b'.'));
-        // Padding bytes of the head are zero, never a dot.
-        // The lowest flagged byte is always a real dot, and the zero padding
-        // holds none, so any flag means a dot in the key.
+    // The lowest flagged byte is always a real dot, and zero padding holds
+    // none, so any flag means a dot in the key.
+    let dots = |w: u64| {
+        let x = w ^ (ONES * u64::from(b'.'));
         x.wrapping_sub(ONES) & !x & HIGH != 0
+    };
+    if key.len() <= 8 {
+        dots(head)
+    } else if key.len() <= 16 {
+        dots(head) || dots(head_of(key.get(8..).unwrap_or_default()))
     } else {
         memchr::memchr(b'.', key).is_some()
     }
@@ -1134,7 +1333,18 @@ mod tests {
                     let ours = scan(json.as_bytes(), &trie, &mut doc);
                     let theirs: Result<serde_json::Value, _> = serde_json::from_str(&json);
                     assert_eq!(ours.is_ok(), theirs.is_ok(), "{json}");
-                    if let (Ok(text), Ok(v)) = (ours, theirs) {
+                    if let (Ok(text), Ok(v)) = (ours, &theirs) {
+                        let leaf = doc.leaves_at(a).next().expect("a is kept");
+                        match doc.scalar(text, leaf) {
+                            Scalar::Str(s) => assert_eq!(Some(s), v["a"].as_str(), "{json}"),
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                    // Trusted, the kept string decodes the same.
+                    if let Ok(v) = &theirs {
+                        let mut doc = Doc::default();
+                        let text =
+                            scan_trusted(json.as_bytes(), &trie, &mut doc).expect("valid JSON");
                         let leaf = doc.leaves_at(a).next().expect("a is kept");
                         match doc.scalar(text, leaf) {
                             Scalar::Str(s) => assert_eq!(Some(s), v["a"].as_str(), "{json}"),
@@ -1174,6 +1384,61 @@ mod tests {
         ] {
             ok(s);
         }
+    }
+
+    #[test]
+    fn trusted_scan_skips_without_validating_but_keeps_the_depth_limit() {
+        let mut trie = PathTrie::new();
+        let a = trie.acquire(&["a"]);
+        let mut doc = Doc::default();
+        // Broken JSON in a part no pattern names goes unnoticed when trusted.
+        let broken = r#"{"z": {"x": [1,, tru], "y": "\q"}, "a": "kept"}"#;
+        assert!(scan(broken.as_bytes(), &trie, &mut doc).is_err());
+        let text = scan_trusted(broken.as_bytes(), &trie, &mut doc).expect("skipped");
+        let leaf = doc.leaves_at(a).next().expect("a is kept");
+        assert!(matches!(doc.scalar(text, leaf), Scalar::Str("kept")));
+        // Brackets inside skipped strings do not count.
+        let tricky = r#"{"z": ["]}\"", {"q": "}"}], "a": 5}"#;
+        let text = scan_trusted(tricky.as_bytes(), &trie, &mut doc).expect("valid");
+        let leaf = doc.leaves_at(a).next().expect("a is kept");
+        assert!(matches!(doc.scalar(text, leaf), Scalar::Num(_)));
+        let nest = |n: usize| format!(r#"{{"z": {}1{}, "a": 1}}"#, "[".repeat(n), "]".repeat(n));
+        assert!(scan_trusted(nest(EVENT_MAX_DEPTH - 1).as_bytes(), &trie, &mut doc).is_ok());
+        assert!(scan_trusted(nest(EVENT_MAX_DEPTH).as_bytes(), &trie, &mut doc).is_err());
+        // Truncated input is an error, not a panic.
+        for cut in 0..broken.len() {
+            let _ = scan_trusted(&broken.as_bytes()[..cut], &trie, &mut doc);
+        }
+    }
+
+    #[test]
+    fn many_children_are_found_through_the_table_and_removed_exactly() {
+        let mut trie = PathTrie::new();
+        // Long keys sharing their first eight bytes, short ones, and "".
+        let keys: Vec<String> = (0..100)
+            .map(|i| format!("field_name_{i:03}"))
+            .chain((0..30).map(|i| format!("k{i}")))
+            .chain([String::new()])
+            .collect();
+        let nodes: Vec<u32> = keys.iter().map(|k| trie.acquire(&[k])).collect();
+        for (k, n) in keys.iter().zip(&nodes) {
+            assert_eq!(trie.child(0, k), Some(*n), "{k}");
+        }
+        assert_eq!(trie.child(0, "field_name_100"), None);
+        assert_eq!(trie.child(0, "field_nam"), None);
+        for n in nodes.iter().step_by(2) {
+            trie.release(*n);
+        }
+        for (i, (k, n)) in keys.iter().zip(&nodes).enumerate() {
+            let want = if i % 2 == 0 { None } else { Some(*n) };
+            assert_eq!(trie.child(0, k), want, "{k}");
+        }
+        let mut doc = Doc::default();
+        let json = r#"{"field_name_001": "x", "field_name_002": "y", "k1.z": 1}"#;
+        let text = scan(json.as_bytes(), &trie, &mut doc).expect("valid");
+        let leaf = doc.leaves_at(nodes[1]).next().expect("kept");
+        assert!(matches!(doc.scalar(text, leaf), Scalar::Str("x")));
+        assert_eq!(doc.leaves_at(nodes[2]).count(), 0, "released");
     }
 
     #[test]
