@@ -1,6 +1,7 @@
 //! Pattern text and event bytes, split at the first 0xFF byte: nothing
-//! panics, and the compiled PatternSet agrees with the reference interpreter
-//! (on acceptance of the bytes, and on the result for the event as parsed).
+//! panics, the compiled PatternSet agrees with the reference interpreter
+//! (on acceptance of the bytes, and on the result for the event as parsed),
+//! and trusted matching agrees with validated matching on valid events.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -26,6 +27,16 @@ fuzz_target!(|data: &[u8]| {
         compiled.is_ok(),
         "acceptance of the event bytes differs"
     );
+    // Trusted matching must not panic on any bytes, and must agree with full
+    // validation on the bytes it accepts.
+    let trusted = set.matches_trusted(event);
+    if let Ok(ids) = &compiled {
+        assert_eq!(
+            trusted.as_ref().ok(),
+            Some(ids),
+            "trusted matching differs on valid JSON"
+        );
+    }
     // Raw bytes may repeat a key, which serde_json collapses; compare the
     // results on the event as serde_json reads it.
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(event) {

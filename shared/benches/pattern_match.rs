@@ -1,9 +1,12 @@
 //! `cargo bench -p triggeriq --no-default-features --bench pattern_match`
 //!
 //! TriggerIQ's `PatternSet` at 10, 100, 1,000 and 10,000 mixed patterns on
-//! ~1 KB events, and quamina 0.7 on the same events with the patterns it
-//! supports. Prints a summary table (events/s, ratios, matches per event,
-//! disagreements with the reference interpreter) after the criterion runs.
+//! ~1 KB events — validating each event (`matches`) and trusting events
+//! validated at ingest (`matches_trusted`) — and quamina 0.7 on the same
+//! events with the patterns it supports. Prints a summary table (events/s,
+//! ratios, matches per event, disagreements with the reference interpreter)
+//! after the criterion runs, then the growth of the cost with patterns that
+//! add no matches.
 
 mod common;
 
@@ -115,6 +118,19 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
+    let mut group = c.benchmark_group("triggeriq_trusted");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    for s in &setups {
+        group.bench_with_input(BenchmarkId::from_parameter(s.n), &s.ours, |b, set| {
+            b.iter(|| {
+                for e in &events {
+                    black_box(set.matches_trusted(e).expect("valid"));
+                }
+            })
+        });
+    }
+    group.finish();
+
     let mut group = c.benchmark_group("quamina");
     for s in &setups {
         let batch = &events[..quamina_events(s.n)];
@@ -149,9 +165,11 @@ fn summary(setups: &[Setup], events: &[Vec<u8>]) {
     println!();
     println!("=== pattern matching, one core, ~1 KB events ===");
     println!(
-        "{:>7} | {:>14} | {:>9} | {:>14} | {:>14} | {:>7} | {:>10} | {:>11}",
+        "{:>7} | {:>14} | {:>9} | {:>14} | {:>9} | {:>14} | {:>14} | {:>7} | {:>10} | {:>11}",
         "pattern",
         "triggeriq ev/s",
+        "ns/event",
+        "trusted ev/s",
         "ns/event",
         "same subset",
         "quamina ev/s",
@@ -165,9 +183,13 @@ fn summary(setups: &[Setup], events: &[Vec<u8>]) {
         .map(|e| serde_json::from_slice(e).expect("json"))
         .collect();
     let mut ns_at = Vec::new();
+    let mut trusted_ns_at = Vec::new();
     for s in setups {
         let ours = rate(events, |e| {
             black_box(s.ours.matches(e).expect("valid"));
+        });
+        let trusted = rate(events, |e| {
+            black_box(s.ours.matches_trusted(e).expect("valid"));
         });
         let subset = rate(events, |e| {
             black_box(s.ours_subset.matches(e).expect("valid"));
@@ -181,11 +203,14 @@ fn summary(setups: &[Setup], events: &[Vec<u8>]) {
             .map(|e| s.ours.matches(e).map(|m| m.len()).unwrap_or(0))
             .sum();
         ns_at.push(1e9 / ours);
+        trusted_ns_at.push(1e9 / trusted);
         println!(
-            "{:>7} | {:>14.0} | {:>9.0} | {:>14.0} | {:>14.0} | {:>6.1}x | {:>10.2} | {:>5} (+{:.0} ms build)",
+            "{:>7} | {:>14.0} | {:>9.0} | {:>14.0} | {:>9.0} | {:>14.0} | {:>14.0} | {:>6.1}x | {:>10.2} | {:>5} (+{:.0} ms build)",
             s.n,
             ours,
             1e9 / ours,
+            trusted,
+            1e9 / trusted,
             subset,
             quamina,
             subset / quamina,
@@ -198,6 +223,12 @@ fn summary(setups: &[Setup], events: &[Vec<u8>]) {
     if let (Some(first), Some(last)) = (ns_at.first(), ns_at.last()) {
         println!(
             "per-event cost at 10,000 / at 10 (mixed set): {:.2}x",
+            last / first
+        );
+    }
+    if let (Some(first), Some(last)) = (trusted_ns_at.first(), trusted_ns_at.last()) {
+        println!(
+            "per-event cost at 10,000 / at 10 (mixed set, trusted): {:.2}x",
             last / first
         );
     }
@@ -226,6 +257,7 @@ fn summary(setups: &[Setup], events: &[Vec<u8>]) {
     // Interleaved rounds, best of each, so that a burst of load on a shared
     // machine does not land on one size only.
     let mut best = vec![f64::MAX; sets.len()];
+    let mut best_trusted = vec![f64::MAX; sets.len()];
     for _ in 0..7 {
         for (k, (_, set)) in sets.iter().enumerate() {
             let start = Instant::now();
@@ -233,15 +265,24 @@ fn summary(setups: &[Setup], events: &[Vec<u8>]) {
                 black_box(set.matches(e).expect("valid"));
             }
             best[k] = best[k].min(start.elapsed().as_secs_f64() / events.len() as f64);
+            let start = Instant::now();
+            for e in events {
+                black_box(set.matches_trusted(e).expect("valid"));
+            }
+            best_trusted[k] =
+                best_trusted[k].min(start.elapsed().as_secs_f64() / events.len() as f64);
         }
     }
     for (k, (n, _)) in sets.iter().enumerate() {
         println!(
-            "{:>6} patterns: {:>10.0} events/s, {:>6.0} ns/event, {:.2}x the 10-pattern cost",
+            "{:>6} patterns: {:>10.0} events/s, {:>6.0} ns/event, {:.2}x the 10-pattern cost | trusted {:>10.0} events/s, {:>6.0} ns/event, {:.2}x",
             n,
             1.0 / best[k],
             best[k] * 1e9,
-            best[k] / best[0]
+            best[k] / best[0],
+            1.0 / best_trusted[k],
+            best_trusted[k] * 1e9,
+            best_trusted[k] / best_trusted[0]
         );
     }
 }
@@ -250,6 +291,7 @@ fn summary(setups: &[Setup], events: &[Vec<u8>]) {
 fn check(s: &Setup, values: &[Value], events: &[Vec<u8>]) {
     let sample = if s.n >= 10_000 { 50 } else { values.len() };
     let mut ours_wrong = 0;
+    let mut trusted_wrong = 0;
     let mut quamina_wrong = 0;
     let mut example = None;
     for (v, e) in values.iter().zip(events).take(sample) {
@@ -260,6 +302,11 @@ fn check(s: &Setup, values: &[Value], events: &[Vec<u8>]) {
         got.sort_unstable();
         if got != expected {
             ours_wrong += 1;
+        }
+        let mut got = s.ours.matches_trusted(e).expect("valid");
+        got.sort_unstable();
+        if got != expected {
+            trusted_wrong += 1;
         }
         let mut want_q: Vec<usize> = s
             .quamina_ids
@@ -288,7 +335,7 @@ fn check(s: &Setup, values: &[Value], events: &[Vec<u8>]) {
         }
     }
     println!(
-        "        disagreements with the reference interpreter over {sample} events: triggeriq {ours_wrong}, quamina {quamina_wrong}"
+        "        disagreements with the reference interpreter over {sample} events: triggeriq {ours_wrong} (trusted {trusted_wrong}), quamina {quamina_wrong}"
     );
     if let Some(x) = example {
         println!("        {x}");

@@ -35,17 +35,28 @@ fn run(cases: &[Case]) -> Vec<String> {
     for case in cases {
         let pattern_text = serde_json::to_string(&case.pattern).expect("serialise");
         let event_bytes = serde_json::to_vec(&case.event).expect("serialise");
-        let (reference, compiled) = match Pattern::parse(&pattern_text) {
-            Err(_) => ("invalid".to_owned(), "invalid".to_owned()),
+        let (reference, compiled, trusted) = match Pattern::parse(&pattern_text) {
+            Err(_) => (
+                "invalid".to_owned(),
+                "invalid".to_owned(),
+                "invalid".to_owned(),
+            ),
             Ok(p) => {
                 let r = p.matches(&event_bytes).expect("event is JSON");
                 let mut set = PatternSet::new();
                 set.insert(0u32, &p).expect("insert");
                 let c = set.matches(&event_bytes).expect("event is JSON");
+                let t = set.matches_trusted(&event_bytes).expect("event is JSON");
                 let word = |b: bool| if b { "match" } else { "no-match" }.to_owned();
-                (word(r), word(c == vec![0]))
+                (word(r), word(c == vec![0]), word(t == vec![0]))
             }
         };
+        if trusted != case.expect {
+            failures.push(format!(
+                "{}: PatternSet::matches_trusted said {trusted}, expected {}",
+                case.name, case.expect
+            ));
+        }
         if reference != case.expect {
             failures.push(format!(
                 "{}: interpreter said {reference}, expected {}",

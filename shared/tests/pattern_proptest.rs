@@ -225,12 +225,20 @@ proptest! {
             let bytes = serde_json::to_vec(e).expect("serialise");
             let mut got = set.matches(&bytes).expect("valid event");
             got.sort_unstable();
-            prop_assert_eq!(got, expected(&all, &bytes), "event {}", e);
+            let want = expected(&all, &bytes);
+            prop_assert_eq!(&got, &want, "event {}", e);
+            // Skipping validation changes nothing on valid JSON.
+            let mut trusted = set.matches_trusted(&bytes).expect("valid event");
+            trusted.sort_unstable();
+            prop_assert_eq!(&trusted, &want, "trusted, event {}", e);
             // Pretty-printed JSON is the same event.
             let pretty = serde_json::to_vec_pretty(e).expect("serialise");
             let mut got = set.matches(&pretty).expect("valid event");
             got.sort_unstable();
-            prop_assert_eq!(got, expected(&all, &bytes));
+            prop_assert_eq!(&got, &want);
+            let mut trusted = set.matches_trusted(&pretty).expect("valid event");
+            trusted.sort_unstable();
+            prop_assert_eq!(&trusted, &want, "trusted, pretty event {}", e);
         }
         // Remove some, re-insert one under a new id: still in agreement.
         let mut kept = Vec::new();
@@ -274,7 +282,11 @@ proptest! {
             let bytes = serde_json::to_vec(e).expect("serialise");
             let mut got = set.matches(&bytes).expect("valid event");
             got.sort_unstable();
-            prop_assert_eq!(got, expected(&all, &bytes), "event {}", e);
+            let want = expected(&all, &bytes);
+            prop_assert_eq!(&got, &want, "event {}", e);
+            let mut trusted = set.matches_trusted(&bytes).expect("valid event");
+            trusted.sort_unstable();
+            prop_assert_eq!(&trusted, &want, "trusted, event {}", e);
         }
     }
 
@@ -299,5 +311,40 @@ proptest! {
         let reference = p.matches(&bytes).ok();
         let compiled = set.matches(&bytes).ok().map(|ids| ids == vec![0]);
         prop_assert_eq!(reference, compiled);
+        // Trusting broken bytes gives some answer, never a panic; on bytes
+        // that are valid JSON, the same answer.
+        let trusted = set.matches_trusted(&bytes).ok().map(|ids| ids == vec![0]);
+        if reference.is_some() {
+            prop_assert_eq!(reference, trusted);
+        }
+    }
+
+    /// Arbitrary bytes with JSON's punctuation overrepresented, against a
+    /// set that names nested fields: trusted matching never panics, and
+    /// agrees with full validation whenever the bytes are valid JSON.
+    #[test]
+    fn trusted_matching_is_safe_on_any_bytes(
+        parts in prop::collection::vec(prop_oneof![
+            3 => prop::sample::select(vec![
+                "{", "}", "[", "]", ",", ":", "\"", "\\", "\\u", "\"a\":", "\"b\":", "\"a.b\":",
+                "1", "-2.5e3", "true", "null", " ", "\"x\"", "\u{e9}", "\u{1}", "\u{0}",
+            ]).prop_map(|s| s.as_bytes().to_vec()),
+            1 => prop::collection::vec(any::<u8>(), 0..4),
+        ], 0..40),
+    ) {
+        let bytes: Vec<u8> = parts.concat();
+        let mut set = PatternSet::new();
+        for (i, p) in [
+            r#"{"a": {"b": [{"exists": true}]}}"#,
+            r#"{"a": [{"anything-but": "x"}], "b": [{"prefix": "x"}]}"#,
+            r#"{"b": {"a": [1, {"numeric": [">", 0]}]}}"#,
+        ].iter().enumerate() {
+            set.insert(i, &Pattern::parse(p).expect("valid")).expect("insert");
+        }
+        let checked = set.matches(&bytes);
+        let trusted = set.matches_trusted(&bytes);
+        if let Ok(ids) = checked {
+            prop_assert_eq!(Some(ids), trusted.ok());
+        }
     }
 }

@@ -202,7 +202,9 @@ impl WildIndex {
 
 /// Numeric ranges: one-sided ones sorted by their bound, so the matching
 /// ones are a contiguous run found by binary search; two-sided ones sorted by
-/// lower bound and checked up to the value.
+/// lower bound and checked up to the value, a block at a time: a block whose
+/// highest upper bound is below the value is passed over whole, so a lookup
+/// checks about the ranges that contain the value plus one per block.
 #[derive(Debug, Default)]
 struct Ranges {
     /// `> b` / `>= b`: (bound, inclusive, target), sorted by bound.
@@ -210,7 +212,12 @@ struct Ranges {
     /// `< b` / `<= b`, sorted by bound.
     upper: Vec<(Num, bool, u32)>,
     both: Vec<(Range, u32)>,
+    /// For each block of `RANGE_BLOCK` entries of `both`: the highest upper
+    /// bound in it.
+    both_max: Vec<Num>,
 }
+
+const RANGE_BLOCK: usize = 16;
 
 fn num_sort_key(a: &(Num, bool, u32), b: &(Num, bool, u32)) -> std::cmp::Ordering {
     a.0.cmp_num(b.0)
@@ -236,6 +243,7 @@ impl Ranges {
                     _ => false,
                 });
                 self.both.insert(i, (r.clone(), t));
+                self.index_blocks();
             }
         }
     }
@@ -263,6 +271,7 @@ impl Ranges {
             _ => {
                 if let Some(i) = self.both.iter().position(|(x, t2)| x == r && *t2 == t) {
                     self.both.remove(i);
+                    self.index_blocks();
                 }
             }
         }
@@ -270,6 +279,21 @@ impl Ranges {
 
     fn is_empty(&self) -> bool {
         self.lower.is_empty() && self.upper.is_empty() && self.both.is_empty()
+    }
+
+    /// Recomputes `both_max` (inserts and removals already cost O(n)).
+    fn index_blocks(&mut self) {
+        self.both_max = self
+            .both
+            .chunks(RANGE_BLOCK)
+            .map(|block| {
+                block
+                    .iter()
+                    .map(|(r, _)| r.upper.map_or(Num::Float(f64::MAX), |(hi, _)| hi))
+                    .reduce(|a, b| if a.cmp_num(b).is_lt() { b } else { a })
+                    .unwrap_or(Num::Float(f64::MAX))
+            })
+            .collect();
     }
 
     fn lookup(&self, n: Num, out: &mut impl FnMut(u32)) {
@@ -290,14 +314,24 @@ impl Ranges {
                 out(*t);
             }
         }
-        for (r, t) in &self.both {
-            if let Some((lo, _)) = r.lower
+        for (block, max) in self.both.chunks(RANGE_BLOCK).zip(&self.both_max) {
+            if let Some((lo, _)) = block.first().and_then(|(r, _)| r.lower)
                 && lo.cmp_num(n).is_gt()
             {
                 break;
             }
-            if r.contains(n) {
-                out(*t);
+            if max.cmp_num(n).is_lt() {
+                continue;
+            }
+            for (r, t) in block {
+                if let Some((lo, _)) = r.lower
+                    && lo.cmp_num(n).is_gt()
+                {
+                    break;
+                }
+                if r.contains(n) {
+                    out(*t);
+                }
             }
         }
     }
@@ -576,5 +610,68 @@ impl FieldIndex {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many two-sided ranges on one field (several blocks), with shared and
+    /// inclusive/exclusive bounds, integers and floats: every lookup finds
+    /// exactly the ranges that contain the value, before and after removals.
+    #[test]
+    fn two_sided_ranges_are_found_exactly_across_blocks() {
+        let num = |x: f64| {
+            if x.fract() == 0.0 {
+                Num::Int(x as i128)
+            } else {
+                Num::Float(x)
+            }
+        };
+        let mut ranges: Vec<(Range, u32)> = Vec::new();
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as u32
+        };
+        for t in 0..200u32 {
+            let lo = f64::from(next() % 100) / 2.0;
+            let hi = lo + f64::from(1 + next() % 30) / 2.0;
+            ranges.push((
+                Range {
+                    lower: Some((num(lo), next() % 2 == 0)),
+                    upper: Some((num(hi), next() % 2 == 0)),
+                },
+                t,
+            ));
+        }
+        let mut index = Ranges::default();
+        for (r, t) in &ranges {
+            index.add(r, *t);
+        }
+        let check = |index: &Ranges, live: &[(Range, u32)]| {
+            for v in -4..140 {
+                let n = num(f64::from(v) / 2.0);
+                let mut got = Vec::new();
+                index.lookup(n, &mut |t| got.push(t));
+                got.sort_unstable();
+                let mut want: Vec<u32> = live
+                    .iter()
+                    .filter(|(r, _)| r.contains(n))
+                    .map(|(_, t)| *t)
+                    .collect();
+                want.sort_unstable();
+                assert_eq!(got, want, "value {v}/2");
+            }
+        };
+        check(&index, &ranges);
+        let (gone, kept): (Vec<_>, Vec<_>) = ranges.into_iter().partition(|(_, t)| t % 3 == 0);
+        for (r, t) in &gone {
+            index.remove(r, *t);
+        }
+        check(&index, &kept);
     }
 }

@@ -4,8 +4,6 @@
 //! (for the automaton). Everything else is checked for JSON validity and
 //! skipped without being decoded.
 
-use rustc_hash::FxHashMap;
-
 use super::EVENT_MAX_DEPTH;
 use super::EventError;
 use super::value::{Num, Scalar};
@@ -20,58 +18,131 @@ pub(crate) struct PathTrie {
     free: Vec<u32>,
 }
 
-/// A trie node's children: a short list probed linearly (the common case:
-/// objects name few fields), a hash map once there are many.
+/// A trie node's children. A lookup compares a key's length and first eight
+/// bytes (its "head") before its text; past a few children it goes through
+/// an open-addressing table instead of a linear scan, so that an object
+/// naming many fields costs one probe per key, not one compare per field.
 #[derive(Debug, Default)]
 struct Children {
-    small: Vec<(Box<str>, u32)>,
-    map: Option<FxHashMap<Box<str>, u32>>,
+    list: Vec<Child>,
+    /// Indexes into `list`, plus one (0 is an empty slot); a power of two
+    /// at least twice `list.len()`, or empty while the list is short.
+    table: Vec<u32>,
 }
 
-const SMALL_CHILDREN: usize = 16;
+#[derive(Debug)]
+struct Child {
+    head: u64,
+    len: usize,
+    id: u32,
+    key: Box<str>,
+}
+
+/// Lists up to this long are scanned without a table.
+const LINEAR_CHILDREN: usize = 4;
+
+/// The first (up to) eight bytes of `key`, zero-padded.
+fn head_of(key: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    let n = key.len().min(8);
+    w[..n].copy_from_slice(&key[..n]);
+    u64::from_le_bytes(w)
+}
+
+/// Table slot hash of a key: its head and length for short keys, all its
+/// bytes for longer ones (which may share a head).
+#[inline(always)]
+fn slot_hash(key: &[u8], head: u64) -> u64 {
+    let h = if key.len() <= 8 {
+        head ^ (key.len() as u64).rotate_right(8)
+    } else {
+        use std::hash::Hasher;
+        let mut hasher = rustc_hash::FxHasher::default();
+        hasher.write(key);
+        hasher.finish()
+    };
+    h.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+impl Child {
+    #[inline(always)]
+    fn is(&self, key: &[u8], head: u64) -> bool {
+        self.head == head
+            && self.len == key.len()
+            && (key.len() <= 8 || self.key.as_bytes().get(8..) == key.get(8..))
+    }
+}
 
 impl Children {
     #[inline]
     fn get(&self, key: &str) -> Option<u32> {
-        if let Some(map) = &self.map {
-            return map.get(key).copied();
+        self.get_with_head(key.as_bytes(), head_of(key.as_bytes()))
+    }
+
+    /// `get` with the key's head (see [`head_of`]) already computed.
+    #[inline(always)]
+    fn get_with_head(&self, key: &[u8], head: u64) -> Option<u32> {
+        if self.table.is_empty() {
+            return self.list.iter().find(|c| c.is(key, head)).map(|c| c.id);
         }
-        let key = key.as_bytes();
-        self.small
-            .iter()
-            .find(|(k, _)| {
-                k.len() == key.len() && k.as_bytes().first() == key.first() && k.as_bytes() == key
-            })
-            .map(|(_, v)| *v)
+        let mask = self.table.len() - 1;
+        let mut slot = (slot_hash(key, head) >> 32) as usize & mask;
+        loop {
+            let at = *self.table.get(slot)? as usize;
+            let child = self.list.get(at.checked_sub(1)?)?;
+            if child.is(key, head) {
+                return Some(child.id);
+            }
+            slot = (slot + 1) & mask;
+        }
     }
 
     fn insert(&mut self, key: Box<str>, value: u32) {
-        match &mut self.map {
-            Some(map) => {
-                map.insert(key, value);
-            }
-            None => {
-                self.small.push((key, value));
-                if self.small.len() > SMALL_CHILDREN {
-                    self.map = Some(self.small.drain(..).collect());
-                }
-            }
+        self.list.push(Child {
+            head: head_of(key.as_bytes()),
+            len: key.len(),
+            id: value,
+            key,
+        });
+        let n = self.list.len();
+        if n > LINEAR_CHILDREN && self.table.len() >= 2 * n {
+            self.place(n - 1);
+        } else {
+            self.rebuild();
         }
     }
 
     fn remove(&mut self, key: &str) {
-        match &mut self.map {
-            Some(map) => {
-                map.remove(key);
-            }
-            None => self.small.retain(|(k, _)| &**k != key),
+        self.list.retain(|c| &*c.key != key);
+        self.rebuild();
+    }
+
+    /// Builds the table afresh (doubling it as the list grows, so inserts
+    /// cost amortised O(1)), or drops it for a short list.
+    fn rebuild(&mut self) {
+        let n = self.list.len();
+        if n <= LINEAR_CHILDREN {
+            self.table = Vec::new();
+            return;
+        }
+        self.table = vec![0; (2 * n).next_power_of_two()];
+        for i in 0..n {
+            self.place(i);
         }
     }
 
+    fn place(&mut self, i: usize) {
+        let mask = self.table.len() - 1;
+        let c = &self.list[i];
+        let mut slot = (slot_hash(c.key.as_bytes(), c.head) >> 32) as usize & mask;
+        while self.table[slot] != 0 {
+            slot = (slot + 1) & mask;
+        }
+        self.table[slot] = (i + 1) as u32;
+    }
+
     fn is_empty(&self) -> bool {
-        self.map
-            .as_ref()
-            .map_or(self.small.is_empty(), |m| m.is_empty())
+        self.list.is_empty()
     }
 }
 
@@ -110,6 +181,12 @@ impl PathTrie {
 
     fn child(&self, node: u32, key: &str) -> Option<u32> {
         self.nodes[node as usize].children.get(key)
+    }
+
+    /// `child` with the key's zero-padded first eight bytes given.
+    #[inline(always)]
+    fn child_bytes(&self, node: u32, key: &[u8], head: u64) -> Option<u32> {
+        self.nodes[node as usize].children.get_with_head(key, head)
     }
 
     fn has_children(&self, node: u32) -> bool {
@@ -350,6 +427,11 @@ impl Doc {
         self.add_node(parent, Kind::Leaf, trie, keyed, idx);
     }
 
+    /// Whether the event has any scalar on the path `trie`.
+    pub(crate) fn has_scalars(&self, trie: u32) -> bool {
+        self.heads.get(trie as usize).is_some_and(|h| *h != NONE)
+    }
+
     /// Leaves on the path `trie`, anywhere in the event.
     pub(crate) fn leaves_at(&self, trie: u32) -> LeafIter<'_> {
         LeafIter {
@@ -378,552 +460,749 @@ impl Iterator for LeafIter<'_> {
 
 // ---------------------------------------------------------------------------
 // The scanner
+//
+// A hand-written recursive descent over the event bytes with the position
+// passed in registers. Reading past the end yields a NUL byte, which no JSON
+// token accepts, so the loops need no separate end-of-input test: they stop
+// at the NUL and the error path tells "end of input" from a real NUL. Strings
+// are scanned 8 bytes at a time with plain u64 arithmetic (SWAR), which is as
+// fast on arm64 as on x86-64.
 
-struct Scanner<'e, 'd> {
+/// `TRUSTED`: the event is known to be valid JSON (checked at ingest), so
+/// the parts no pattern names are skipped by bracket counting instead of
+/// being validated, and the event is not checked for UTF-8 as a whole (each
+/// kept string is). On bytes that are not valid JSON the scanner still
+/// never panics or reads out of bounds; what it keeps is then unspecified.
+struct Scanner<'e, 'd, const TRUSTED: bool> {
     src: &'e [u8],
+    /// The event as text; empty when `TRUSTED` (kept strings are then
+    /// copied to `Doc::owned`, and nothing reads the event as text).
     text: &'e str,
-    pos: usize,
     doc: &'d mut Doc,
     trie: &'d PathTrie,
     key_buf: String,
+    /// What stopped the scan, and where.
+    fail: (&'static str, usize),
 }
 
-/// What to do with a value.
+/// The scan stopped on invalid input; the reason is in `Scanner::fail`.
+struct Stop;
+
+type Step = Result<usize, Stop>;
+
+/// Where a kept value goes: at trie path `trie`, as a child of doc node
+/// `parent`, as an object entry (`keyed`) or an array element.
 #[derive(Clone, Copy)]
-enum Ctx {
-    Skip,
-    /// Keep it at trie path `trie`, as a child of `parent`.
-    Keep {
-        trie: u32,
-        parent: u32,
-        keyed: bool,
-    },
+struct Keep {
+    trie: u32,
+    parent: u32,
+    keyed: bool,
 }
 
 /// Parses `event` into `doc`, keeping the paths in `trie`. The whole input is
 /// validated as JSON, as serde_json would.
+#[inline(never)]
 pub(crate) fn scan<'e>(
     event: &'e [u8],
     trie: &PathTrie,
     doc: &mut Doc,
 ) -> Result<&'e str, EventError> {
     let text = std::str::from_utf8(event).map_err(|e| EventError(format!("not UTF-8: {e}")))?;
-    doc.reset(trie.capacity());
-    let mut s = Scanner {
-        src: event,
-        text,
-        pos: 0,
-        doc,
-        trie,
-        key_buf: String::new(),
-    };
-    s.ws();
-    s.value(
-        Ctx::Keep {
-            trie: 0,
-            parent: ROOT,
-            keyed: false,
-        },
-        0,
-    )?;
-    s.ws();
-    if s.pos != s.src.len() {
-        return Err(s.err("trailing characters after the JSON value"));
-    }
+    run_scan::<false>(event, text, trie, doc)?;
     Ok(text)
 }
 
-/// Bytes that end a fast run inside a string: quote, backslash, controls.
-const fn string_specials() -> [bool; 256] {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = true;
-        i += 1;
-    }
-    t[b'"' as usize] = true;
-    t[b'\\' as usize] = true;
-    t
+/// Like [`scan`] for an event already known to be valid JSON: only the
+/// parts some pattern names are read and checked. All kept strings are
+/// copied to `Doc::owned`, so the returned text (empty) is never read.
+#[inline(never)]
+pub(crate) fn scan_trusted(
+    event: &[u8],
+    trie: &PathTrie,
+    doc: &mut Doc,
+) -> Result<&'static str, EventError> {
+    run_scan::<true>(event, "", trie, doc)?;
+    Ok("")
 }
-static SPECIAL: [bool; 256] = string_specials();
 
-impl Scanner<'_, '_> {
-    fn err(&self, what: &str) -> EventError {
-        EventError(format!("{what} at byte {}", self.pos))
+fn run_scan<const TRUSTED: bool>(
+    event: &[u8],
+    text: &str,
+    trie: &PathTrie,
+    doc: &mut Doc,
+) -> Result<(), EventError> {
+    doc.reset(trie.capacity());
+    let mut s = Scanner::<TRUSTED> {
+        src: event,
+        text,
+        doc,
+        trie,
+        key_buf: String::new(),
+        fail: ("", 0),
+    };
+    let root = Keep {
+        trie: 0,
+        parent: ROOT,
+        keyed: false,
+    };
+    let end = ws(event, 0);
+    let end = s
+        .value(end, root, 0)
+        .map(|p| ws(event, p))
+        .map_err(|Stop| s.error())?;
+    if end != event.len() {
+        return Err(EventError(format!(
+            "trailing characters after the JSON value at byte {end}"
+        )));
+    }
+    Ok(())
+}
+
+/// The byte at `pos`, or NUL past the end.
+#[inline(always)]
+fn byte(src: &[u8], pos: usize) -> u8 {
+    src.get(pos).copied().unwrap_or(0)
+}
+
+/// Eight bytes at `pos` as a little-endian word, NUL-padded past the end.
+#[inline(always)]
+fn word(src: &[u8], pos: usize) -> u64 {
+    match src.get(pos..pos.wrapping_add(8)) {
+        Some(b) => {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(b);
+            u64::from_le_bytes(w)
+        }
+        None => word_tail(src, pos),
+    }
+}
+
+#[cold]
+fn word_tail(src: &[u8], pos: usize) -> u64 {
+    let mut w = [0u8; 8];
+    if let Some(rest) = src.get(pos..) {
+        let n = rest.len().min(8);
+        w[..n].copy_from_slice(&rest[..n]);
+    }
+    u64::from_le_bytes(w)
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// High bit set in each byte of `w` that ends a run of ordinary string
+/// bytes: `"`, `\` or a control character. Only the lowest flagged byte is
+/// exact (borrows can flag bytes above a hit), which is all the scanner uses.
+#[inline(always)]
+fn string_stops(w: u64) -> u64 {
+    let t = w.wrapping_sub(ONES * 0x20)
+        | (w ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES)
+        | (w ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES);
+    t & !w & HIGH
+}
+
+/// Skips JSON whitespace from `pos`.
+#[inline(always)]
+fn ws(src: &[u8], mut pos: usize) -> usize {
+    // Compact JSON has no whitespace: one test in the common case.
+    if byte(src, pos) > b' ' {
+        return pos;
+    }
+    while matches!(byte(src, pos), b' ' | b'\n' | b'\r' | b'\t') {
+        pos += 1;
+    }
+    pos
+}
+
+const ORDINARY: u8 = 0;
+const QUOTE: u8 = 1;
+const OPEN: u8 = 2;
+const CLOSE: u8 = 3;
+const NUL: u8 = 4;
+
+/// Byte classes for skipping a container of a trusted event.
+static SKIP_CLASS: [u8; 256] = {
+    let mut t = [ORDINARY; 256];
+    t[0] = NUL;
+    t[b'"' as usize] = QUOTE;
+    t[b'{' as usize] = OPEN;
+    t[b'[' as usize] = OPEN;
+    t[b'}' as usize] = CLOSE;
+    t[b']' as usize] = CLOSE;
+    t
+};
+
+impl<'e, const TRUSTED: bool> Scanner<'e, '_, TRUSTED> {
+    /// The text of `src[start..end]`: a slice of the validated event, or
+    /// when `TRUSTED`, checked for UTF-8 on its own.
+    #[inline(always)]
+    fn text_at(&self, start: usize, end: usize) -> Option<&'e str> {
+        if TRUSTED {
+            std::str::from_utf8(self.src.get(start..end)?).ok()
+        } else {
+            self.text.get(start..end)
+        }
     }
 
-    #[inline]
-    fn ws(&mut self) {
-        // Compact JSON has no whitespace: one test in the common case.
-        if self.src.get(self.pos).is_some_and(|b| *b > b' ') {
-            return;
-        }
-        while let Some(b) = self.src.get(self.pos) {
-            if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
-                self.pos += 1;
-            } else {
-                break;
+    #[cold]
+    #[inline(never)]
+    fn stop(&mut self, what: &'static str, pos: usize) -> Stop {
+        self.fail = (what, pos);
+        Stop
+    }
+
+    /// The error for a value expected at `pos`.
+    #[cold]
+    #[inline(never)]
+    fn bad_value(&mut self, pos: usize) -> Stop {
+        let what = if pos >= self.src.len() {
+            "unexpected end of input"
+        } else {
+            "expected a JSON value"
+        };
+        self.stop(what, pos)
+    }
+
+    #[cold]
+    fn error(&self) -> EventError {
+        EventError(format!("{} at byte {}", self.fail.0, self.fail.1))
+    }
+
+    /// Scans the rest of a string whose content starts at `pos` (just after
+    /// the opening quote); returns the position of the closing quote and
+    /// whether the content has escapes.
+    #[inline(always)]
+    fn string_end(&mut self, mut pos: usize) -> Result<(usize, bool), Stop> {
+        let src = self.src;
+        let mut escaped = false;
+        loop {
+            let stops = string_stops(word(src, pos));
+            if stops == 0 {
+                pos += 8;
+                continue;
+            }
+            pos += (stops.trailing_zeros() / 8) as usize;
+            match byte(src, pos) {
+                b'"' => return Ok((pos, escaped)),
+                b'\\' => {
+                    escaped = true;
+                    pos = self.escape(pos)?;
+                }
+                _ if pos >= src.len() => return Err(self.stop("unterminated string", pos)),
+                _ => return Err(self.stop("control character in string", pos)),
             }
         }
     }
 
-    #[inline]
-    fn peek(&self) -> Option<u8> {
-        self.src.get(self.pos).copied()
-    }
-
-    fn value(&mut self, ctx: Ctx, depth: usize) -> Result<(), EventError> {
-        match self.peek() {
-            Some(b'{') => match ctx {
-                Ctx::Keep { trie, .. } if self.trie.has_children(trie) => {
-                    self.object(ctx, depth + 1)
+    /// Validates the escape whose backslash is at `pos`, like serde_json
+    /// (lone surrogates are errors); returns the position after it.
+    #[inline(never)]
+    fn escape(&mut self, pos: usize) -> Step {
+        let src = self.src;
+        match byte(src, pos + 1) {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Ok(pos + 2),
+            b'u' => {
+                let Some(cp) = hex4(src, pos + 2) else {
+                    return Err(self.stop("invalid \\u escape", pos + 2));
+                };
+                if (0xDC00..0xE000).contains(&cp) {
+                    return Err(self.stop("lone trailing surrogate in \\u escape", pos + 2));
                 }
-                // Nothing below is named (or only scalars are): validate and move on.
-                _ => self.skip(depth),
-            },
-            Some(b'[') if matches!(ctx, Ctx::Skip) => self.skip(depth),
-            Some(b'[') => self.array(ctx, depth + 1),
-            Some(b'"') => {
-                let (start, end, escaped) = self.string()?;
-                if let Ctx::Keep {
-                    trie,
-                    parent,
-                    keyed,
-                } = ctx
-                {
-                    let leaf = if escaped {
-                        let at = self.doc.owned.len();
-                        unescape_into(&self.text[start..end], &mut self.doc.owned);
-                        Leaf::Str {
-                            start: at as u32,
-                            end: self.doc.owned.len() as u32,
-                            owned: true,
-                        }
-                    } else {
-                        Leaf::Str {
-                            start: start as u32,
-                            end: end as u32,
-                            owned: false,
-                        }
-                    };
-                    self.doc.add_leaf(parent, trie, keyed, leaf);
+                if !(0xD800..0xDC00).contains(&cp) {
+                    return Ok(pos + 6);
                 }
-                Ok(())
+                if src.get(pos + 6..pos + 8) != Some(b"\\u") {
+                    return Err(self.stop("lone leading surrogate in \\u escape", pos + 6));
+                }
+                match hex4(src, pos + 8) {
+                    Some(low) if (0xDC00..0xE000).contains(&low) => Ok(pos + 12),
+                    _ => Err(self.stop("lone leading surrogate in \\u escape", pos + 8)),
+                }
             }
-            Some(b't') => self.literal(b"true", ctx, Leaf::Bool(true)),
-            Some(b'f') => self.literal(b"false", ctx, Leaf::Bool(false)),
-            Some(b'n') => self.literal(b"null", ctx, Leaf::Null),
-            Some(b'-' | b'0'..=b'9') => self.number(ctx),
-            Some(_) => Err(self.err("expected a JSON value")),
-            None => Err(self.err("unexpected end of input")),
+            _ => Err(self.stop("invalid escape", pos + 1)),
         }
     }
 
-    /// Validates and skips one value, iteratively and without keeping
-    /// anything: the fast path for the parts of an event no pattern names.
-    /// `depth` is the nesting depth of the value's parent.
-    fn skip(&mut self, depth: usize) -> Result<(), EventError> {
-        // Closing bracket expected for each container opened here.
-        let mut closers = [0u8; EVENT_MAX_DEPTH + 1];
+    /// Skips `"key"`, the colon and the whitespace around it, at `pos`.
+    #[inline(always)]
+    fn skip_key(&mut self, pos: usize) -> Step {
+        if byte(self.src, pos) != b'"' {
+            return Err(self.stop("expected a string key", pos));
+        }
+        let (end, _) = self.string_end(pos + 1)?;
+        let pos = ws(self.src, end + 1);
+        if byte(self.src, pos) != b':' {
+            return Err(self.stop("expected : after key", pos));
+        }
+        Ok(ws(self.src, pos + 1))
+    }
+
+    /// Checks the literal `word` at `pos`.
+    #[inline(always)]
+    fn literal(&mut self, pos: usize, word: &'static [u8]) -> Step {
+        if self.src.get(pos..pos + word.len()) == Some(word) {
+            Ok(pos + word.len())
+        } else {
+            Err(self.stop("invalid literal", pos))
+        }
+    }
+
+    /// Checks a number's grammar at `pos`; returns its end and whether it has
+    /// a fraction or an exponent.
+    #[inline(always)]
+    fn number_end(&mut self, pos: usize) -> Result<(usize, bool), Stop> {
+        let src = self.src;
+        let mut p = pos;
+        if byte(src, p) == b'-' {
+            p += 1;
+        }
+        match byte(src, p) {
+            b'0' => p += 1,
+            b'1'..=b'9' => {
+                p += 1;
+                while byte(src, p).is_ascii_digit() {
+                    p += 1;
+                }
+            }
+            _ => return Err(self.stop("invalid number", p)),
+        }
+        let mut simple = true;
+        if byte(src, p) == b'.' {
+            simple = false;
+            p += 1;
+            if !byte(src, p).is_ascii_digit() {
+                return Err(self.stop("invalid number", p));
+            }
+            while byte(src, p).is_ascii_digit() {
+                p += 1;
+            }
+        }
+        if matches!(byte(src, p), b'e' | b'E') {
+            simple = false;
+            p += 1;
+            if matches!(byte(src, p), b'+' | b'-') {
+                p += 1;
+            }
+            if !byte(src, p).is_ascii_digit() {
+                return Err(self.stop("invalid number", p));
+            }
+            while byte(src, p).is_ascii_digit() {
+                p += 1;
+            }
+        }
+        Ok((p, !simple))
+    }
+
+    /// Validates a number nobody keeps: only one with an exponent, or a very
+    /// long one, can overflow f64, which serde_json refuses.
+    #[inline(always)]
+    fn skip_number(&mut self, pos: usize) -> Step {
+        let (end, _) = self.number_end(pos)?;
+        let src = self.src;
+        let long = end - pos > 300;
+        if (long || src[pos..end].iter().any(|b| matches!(b, b'e' | b'E')))
+            && self
+                .text_at(pos, end)
+                .and_then(Num::parse_json_text)
+                .is_none()
+        {
+            return Err(self.stop("number out of range", pos));
+        }
+        Ok(end)
+    }
+
+    /// Validates and skips the value at `pos`, iteratively and without
+    /// keeping anything: the fast path for the parts of an event no pattern
+    /// names. `depth` is the nesting depth of the value's parent.
+    fn skip(&mut self, mut pos: usize, depth: usize) -> Step {
+        let src = self.src;
+        // One bit per container opened here, innermost lowest: 1 = object.
+        let mut objects: u128 = 0;
         let mut open = 0usize;
         'value: loop {
-            match self.peek() {
-                Some(c @ (b'{' | b'[')) => {
+            match byte(src, pos) {
+                b'"' => pos = self.string_end(pos + 1)?.0 + 1,
+                c @ (b'{' | b'[') => {
                     if depth + open + 1 > EVENT_MAX_DEPTH {
-                        return Err(self.err("nested too deeply"));
+                        return Err(self.stop("nested too deeply", pos));
                     }
-                    self.pos += 1;
-                    self.ws();
-                    let (close, object) = if c == b'{' {
-                        (b'}', true)
+                    pos = ws(src, pos + 1);
+                    let object = c == b'{';
+                    if byte(src, pos) == if object { b'}' } else { b']' } {
+                        pos += 1;
                     } else {
-                        (b']', false)
-                    };
-                    if self.peek() == Some(close) {
-                        self.pos += 1;
-                    } else {
-                        closers[open] = close;
+                        objects = (objects << 1) | u128::from(object);
                         open += 1;
                         if object {
-                            self.skip_key()?;
+                            pos = self.skip_key(pos)?;
                         }
                         continue 'value;
                     }
                 }
-                Some(b'"') => {
-                    self.string()?;
-                }
-                Some(b't') => self.literal(b"true", Ctx::Skip, Leaf::Null)?,
-                Some(b'f') => self.literal(b"false", Ctx::Skip, Leaf::Null)?,
-                Some(b'n') => self.literal(b"null", Ctx::Skip, Leaf::Null)?,
-                Some(b'-' | b'0'..=b'9') => self.number(Ctx::Skip)?,
-                Some(_) => return Err(self.err("expected a JSON value")),
-                None => return Err(self.err("unexpected end of input")),
+                b't' => pos = self.literal(pos, b"true")?,
+                b'f' => pos = self.literal(pos, b"false")?,
+                b'n' => pos = self.literal(pos, b"null")?,
+                b'-' | b'0'..=b'9' => pos = self.skip_number(pos)?,
+                _ => return Err(self.bad_value(pos)),
             }
             // After a value: close containers or move to the next member.
             loop {
                 if open == 0 {
-                    return Ok(());
+                    return Ok(pos);
                 }
-                self.ws();
-                match self.peek() {
-                    Some(b',') => {
-                        self.pos += 1;
-                        self.ws();
-                        if closers[open - 1] == b'}' {
-                            self.skip_key()?;
-                        }
-                        continue 'value;
+                pos = ws(src, pos);
+                let object = objects & 1 != 0;
+                let c = byte(src, pos);
+                if c == b',' {
+                    pos = ws(src, pos + 1);
+                    if object {
+                        pos = self.skip_key(pos)?;
                     }
-                    Some(c) if c == closers[open - 1] => {
-                        self.pos += 1;
-                        open -= 1;
-                    }
-                    _ => return Err(self.err("expected , or a closing bracket")),
+                    continue 'value;
                 }
-            }
-        }
-    }
-
-    /// Skips `"key" :` and the whitespace after it.
-    fn skip_key(&mut self) -> Result<(), EventError> {
-        if self.peek() != Some(b'"') {
-            return Err(self.err("expected a string key"));
-        }
-        self.string()?;
-        self.ws();
-        if self.peek() != Some(b':') {
-            return Err(self.err("expected : after key"));
-        }
-        self.pos += 1;
-        self.ws();
-        Ok(())
-    }
-
-    fn literal(&mut self, word: &[u8], ctx: Ctx, leaf: Leaf) -> Result<(), EventError> {
-        if self.src[self.pos..].starts_with(word) {
-            self.pos += word.len();
-            if let Ctx::Keep {
-                trie,
-                parent,
-                keyed,
-            } = ctx
-            {
-                self.doc.add_leaf(parent, trie, keyed, leaf);
-            }
-            Ok(())
-        } else {
-            Err(self.err("invalid literal"))
-        }
-    }
-
-    fn digits(&mut self) -> usize {
-        let start = self.pos;
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.pos += 1;
-        }
-        self.pos - start
-    }
-
-    fn number(&mut self, ctx: Ctx) -> Result<(), EventError> {
-        let start = self.pos;
-        if self.peek() == Some(b'-') {
-            self.pos += 1;
-        }
-        match self.peek() {
-            Some(b'0') => self.pos += 1,
-            Some(b'1'..=b'9') => {
-                self.digits();
-            }
-            _ => return Err(self.err("invalid number")),
-        }
-        let mut plain = true;
-        if self.peek() == Some(b'.') {
-            self.pos += 1;
-            plain = false;
-            if self.digits() == 0 {
-                return Err(self.err("invalid number"));
-            }
-        }
-        let mut exponent = false;
-        if let Some(b'e' | b'E') = self.peek() {
-            self.pos += 1;
-            exponent = true;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.pos += 1;
-            }
-            if self.digits() == 0 {
-                return Err(self.err("invalid number"));
-            }
-        }
-        let text = &self.text[start..self.pos];
-        match ctx {
-            Ctx::Keep {
-                trie,
-                parent,
-                keyed,
-            } => {
-                let n =
-                    Num::parse_json_text(text).ok_or_else(|| self.err("number out of range"))?;
-                self.doc.add_leaf(parent, trie, keyed, Leaf::Num(n));
-            }
-            Ctx::Skip => {
-                // Only a number with an exponent, or a very long one, can
-                // overflow f64, which serde_json refuses.
-                if (exponent || text.len() > 300) && Num::parse_json_text(text).is_none() {
-                    return Err(self.err("number out of range"));
+                if c != if object { b'}' } else { b']' } {
+                    return Err(self.stop("expected , or a closing bracket", pos));
                 }
-                let _ = plain;
+                pos += 1;
+                objects >>= 1;
+                open -= 1;
             }
         }
-        Ok(())
     }
 
-    /// Scans a string starting at the opening quote; returns the content's
-    /// byte range and whether it has escapes.
+    /// Skips the value at `pos`: validating it, or when `TRUSTED`, by
+    /// bracket counting.
     #[inline(always)]
-    fn string(&mut self) -> Result<(usize, usize, bool), EventError> {
-        self.pos += 1;
-        let start = self.pos;
-        let mut escaped = false;
+    fn skip_any(&mut self, pos: usize, depth: usize) -> Step {
+        if TRUSTED {
+            self.skip_trusted(pos, depth)
+        } else {
+            self.skip(pos, depth)
+        }
+    }
+
+    /// Skips the value at `pos` of an event known to be valid JSON: strings
+    /// to their closing quote, containers to their closing bracket, other
+    /// values to the next delimiter. Every step moves forward, so it ends
+    /// on any input; the nesting limit still applies.
+    fn skip_trusted(&mut self, pos: usize, depth: usize) -> Step {
+        let src = self.src;
+        match byte(src, pos) {
+            b'"' => return self.string_end_trusted(pos + 1).map(|end| end + 1),
+            b'{' | b'[' => {}
+            0 => return Err(self.bad_value(pos)),
+            _ => {
+                let mut p = pos + 1;
+                while !matches!(
+                    byte(src, p),
+                    b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t' | 0
+                ) {
+                    p += 1;
+                }
+                return Ok(p);
+            }
+        }
+        let mut open = 0usize;
+        let mut p = pos;
+        loop {
+            match SKIP_CLASS[usize::from(byte(src, p))] {
+                ORDINARY => {}
+                QUOTE => {
+                    p = self.string_end_trusted(p + 1)?;
+                }
+                OPEN => {
+                    open += 1;
+                    if depth + open > EVENT_MAX_DEPTH {
+                        return Err(self.stop("nested too deeply", p));
+                    }
+                }
+                CLOSE => {
+                    open -= 1;
+                    if open == 0 {
+                        return Ok(p + 1);
+                    }
+                }
+                _ if p >= src.len() => return Err(self.stop("unexpected end of input", p)),
+                _ => {}
+            }
+            p += 1;
+        }
+    }
+
+    /// The closing quote of a string whose content starts at `pos`, without
+    /// validating the content.
+    #[inline(always)]
+    fn string_end_trusted(&mut self, mut pos: usize) -> Step {
         let src = self.src;
         loop {
-            // Fast run over ordinary bytes, 8 at a time.
-            while self.pos + 8 <= src.len() {
-                let mut w = [0u8; 8];
-                w.copy_from_slice(&src[self.pos..self.pos + 8]);
-                let x = u64::from_le_bytes(w);
-                const ONES: u64 = 0x0101_0101_0101_0101;
-                const HIGH: u64 = 0x8080_8080_8080_8080;
-                let quote = x ^ (ONES * b'"' as u64);
-                let back = x ^ (ONES * b'\\' as u64);
-                let hit = (quote.wrapping_sub(ONES) & !quote)
-                    | (back.wrapping_sub(ONES) & !back)
-                    | (x.wrapping_sub(ONES * 0x20) & !x);
-                let found = hit & HIGH;
-                if found != 0 {
-                    // The lowest flagged byte is always a real hit.
-                    self.pos += (found.trailing_zeros() / 8) as usize;
-                    break;
-                }
-                self.pos += 8;
+            let stops = string_stops(word(src, pos));
+            if stops == 0 {
+                pos += 8;
+                continue;
             }
-            while self.pos < src.len() && !SPECIAL[src[self.pos] as usize] {
-                self.pos += 1;
-            }
-            match src.get(self.pos) {
-                Some(b'"') => {
-                    let end = self.pos;
-                    self.pos += 1;
-                    return Ok((start, end, escaped));
-                }
-                Some(b'\\') => {
-                    escaped = true;
-                    self.escape()?;
-                }
-                Some(_) => return Err(self.err("control character in string")),
-                None => return Err(self.err("unterminated string")),
+            pos += (stops.trailing_zeros() / 8) as usize;
+            match byte(src, pos) {
+                b'"' => return Ok(pos),
+                b'\\' => pos += 2,
+                _ if pos >= src.len() => return Err(self.stop("unterminated string", pos)),
+                _ => pos += 1,
             }
         }
     }
 
-    fn hex4(&mut self) -> Result<u32, EventError> {
-        let h = self
-            .src
-            .get(self.pos..self.pos + 4)
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .and_then(|s| {
-                u32::from_str_radix(s, 16)
-                    .ok()
-                    .filter(|_| s.bytes().all(|c| c.is_ascii_hexdigit()))
-            })
-            .ok_or_else(|| self.err("invalid \\u escape"))?;
-        self.pos += 4;
-        Ok(h)
-    }
-
-    /// Validates one escape at `pos` (the backslash), like serde_json: lone
-    /// surrogates are errors.
-    fn escape(&mut self) -> Result<(), EventError> {
-        self.pos += 1;
-        match self.peek() {
-            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                self.pos += 1;
-                Ok(())
-            }
-            Some(b'u') => {
-                self.pos += 1;
-                let cp = self.hex4()?;
-                if (0xDC00..0xE000).contains(&cp) {
-                    return Err(self.err("lone trailing surrogate in \\u escape"));
-                }
-                if (0xD800..0xDC00).contains(&cp) {
-                    if self.src.get(self.pos..self.pos + 2) != Some(b"\\u") {
-                        return Err(self.err("lone leading surrogate in \\u escape"));
+    /// Reads the value at `pos` into the doc at `at`. `depth` is the nesting
+    /// depth of the value's parent.
+    fn value(&mut self, pos: usize, at: Keep, depth: usize) -> Step {
+        let src = self.src;
+        match byte(src, pos) {
+            b'"' => {
+                let (end, escaped) = self.string_end(pos + 1)?;
+                let start = pos + 1;
+                let leaf = if escaped || TRUSTED {
+                    let Some(raw) = self.text_at(start, end) else {
+                        return Err(self.stop("string is not UTF-8", start));
+                    };
+                    let from = self.doc.owned.len();
+                    if escaped {
+                        unescape_into(raw, &mut self.doc.owned);
+                    } else {
+                        self.doc.owned.push_str(raw);
                     }
-                    self.pos += 2;
-                    let low = self.hex4()?;
-                    if !(0xDC00..0xE000).contains(&low) {
-                        return Err(self.err("lone leading surrogate in \\u escape"));
+                    Leaf::Str {
+                        start: from as u32,
+                        end: self.doc.owned.len() as u32,
+                        owned: true,
                     }
-                }
-                Ok(())
-            }
-            _ => Err(self.err("invalid escape")),
-        }
-    }
-
-    fn array(&mut self, ctx: Ctx, depth: usize) -> Result<(), EventError> {
-        if depth > EVENT_MAX_DEPTH {
-            return Err(self.err("nested too deeply"));
-        }
-        self.pos += 1;
-        let inner = match ctx {
-            Ctx::Skip => Ctx::Skip,
-            Ctx::Keep {
-                trie,
-                parent,
-                keyed,
-            } => {
-                let id = self.doc.add_node(parent, Kind::Arr, trie, keyed, NONE);
-                Ctx::Keep {
-                    trie,
-                    parent: id,
-                    keyed: false,
-                }
-            }
-        };
-        self.ws();
-        if self.peek() == Some(b']') {
-            self.pos += 1;
-            return Ok(());
-        }
-        loop {
-            self.ws();
-            self.value(inner, depth)?;
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(self.err("expected , or ] in array")),
-            }
-        }
-    }
-
-    fn object(&mut self, ctx: Ctx, depth: usize) -> Result<(), EventError> {
-        if depth > EVENT_MAX_DEPTH {
-            return Err(self.err("nested too deeply"));
-        }
-        self.pos += 1;
-        // An object is kept only where patterns name fields below it.
-        let here = match ctx {
-            Ctx::Keep {
-                trie,
-                parent,
-                keyed,
-            } if self.trie.has_children(trie) => {
-                let id = if keyed {
-                    self.doc.object_entry(parent, trie)
                 } else {
-                    self.doc.new_object(parent, trie, false)
+                    Leaf::Str {
+                        start: start as u32,
+                        end: end as u32,
+                        owned: false,
+                    }
                 };
-                Some((trie, id))
+                self.doc.add_leaf(at.parent, at.trie, at.keyed, leaf);
+                Ok(end + 1)
             }
-            _ => None,
+            b'{' if self.trie.has_children(at.trie) => {
+                if depth + 1 > EVENT_MAX_DEPTH {
+                    return Err(self.stop("nested too deeply", pos));
+                }
+                let id = if at.keyed {
+                    self.doc.object_entry(at.parent, at.trie)
+                } else {
+                    self.doc.new_object(at.parent, at.trie, false)
+                };
+                self.object(pos, at.trie, id, depth + 1)
+            }
+            // Nothing below is named (or only scalars are): validate and move on.
+            b'{' => self.skip_any(pos, depth),
+            b'[' => self.array(pos, at, depth + 1),
+            b't' => {
+                let end = self.literal(pos, b"true")?;
+                self.doc
+                    .add_leaf(at.parent, at.trie, at.keyed, Leaf::Bool(true));
+                Ok(end)
+            }
+            b'f' => {
+                let end = self.literal(pos, b"false")?;
+                self.doc
+                    .add_leaf(at.parent, at.trie, at.keyed, Leaf::Bool(false));
+                Ok(end)
+            }
+            b'n' => {
+                let end = self.literal(pos, b"null")?;
+                self.doc.add_leaf(at.parent, at.trie, at.keyed, Leaf::Null);
+                Ok(end)
+            }
+            b'-' | b'0'..=b'9' => {
+                let (end, _) = self.number_end(pos)?;
+                let Some(n) = self.text_at(pos, end).and_then(Num::parse_json_text) else {
+                    return Err(self.stop("number out of range", pos));
+                };
+                self.doc
+                    .add_leaf(at.parent, at.trie, at.keyed, Leaf::Num(n));
+                Ok(end)
+            }
+            _ => Err(self.bad_value(pos)),
+        }
+    }
+
+    /// The array at `pos`, kept at `at`; `depth` is its own nesting depth.
+    fn array(&mut self, pos: usize, at: Keep, depth: usize) -> Step {
+        if depth > EVENT_MAX_DEPTH {
+            return Err(self.stop("nested too deeply", pos));
+        }
+        let src = self.src;
+        let id = self
+            .doc
+            .add_node(at.parent, Kind::Arr, at.trie, at.keyed, NONE);
+        let inner = Keep {
+            trie: at.trie,
+            parent: id,
+            keyed: false,
         };
-        self.ws();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-            return Ok(());
+        let mut pos = ws(src, pos + 1);
+        if byte(src, pos) == b']' {
+            return Ok(pos + 1);
         }
         loop {
-            self.ws();
-            if self.peek() != Some(b'"') {
-                return Err(self.err("expected a string key"));
-            }
-            let (ks, ke, kesc) = self.string()?;
-            self.ws();
-            if self.peek() != Some(b':') {
-                return Err(self.err("expected : after key"));
-            }
-            self.pos += 1;
-            self.ws();
-            let member_ctx = match here {
-                None => Ctx::Skip,
-                Some((trie, obj)) => self.member_ctx(trie, obj, ks, ke, kesc),
-            };
-            self.value(member_ctx, depth)?;
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(self.err("expected , or } in object")),
+            pos = self.value(pos, inner, depth)?;
+            pos = ws(src, pos);
+            match byte(src, pos) {
+                b',' => pos = ws(src, pos + 1),
+                b']' => return Ok(pos + 1),
+                _ => return Err(self.stop("expected , or ] in array", pos)),
             }
         }
     }
 
-    /// Where the value of key `src[ks..ke]` goes: its dotted segments are
-    /// walked in the trie, creating the intermediate objects.
-    fn member_ctx(&mut self, trie: u32, obj: u32, ks: usize, ke: usize, escaped: bool) -> Ctx {
-        let text = self.text;
-        let key: &str = if escaped {
-            self.key_buf.clear();
-            unescape_into(&text[ks..ke], &mut self.key_buf);
-            &self.key_buf
-        } else {
-            &text[ks..ke]
-        };
-        // Fast path: no dot.
-        if !key.as_bytes().contains(&b'.') {
-            return match self.trie.child(trie, key) {
-                Some(t) => Ctx::Keep {
+    /// The object at `pos`, kept as doc node `obj` at trie path `trie` (which
+    /// has children); `depth` is its own nesting depth.
+    fn object(&mut self, pos: usize, trie: u32, obj: u32, depth: usize) -> Step {
+        let src = self.src;
+        let mut pos = ws(src, pos + 1);
+        if byte(src, pos) == b'}' {
+            return Ok(pos + 1);
+        }
+        loop {
+            if byte(src, pos) != b'"' {
+                return Err(self.stop("expected a string key", pos));
+            }
+            let start = pos + 1;
+            let (end, escaped) = self.string_end(start)?;
+            pos = ws(src, end + 1);
+            if byte(src, pos) != b':' {
+                return Err(self.stop("expected : after key", pos));
+            }
+            pos = ws(src, pos + 1);
+            pos = match self.member(trie, obj, start, end, escaped) {
+                Some(at) => self.value(pos, at, depth)?,
+                None => self.skip_any(pos, depth)?,
+            };
+            pos = ws(src, pos);
+            match byte(src, pos) {
+                b',' => pos = ws(src, pos + 1),
+                b'}' => return Ok(pos + 1),
+                _ => return Err(self.stop("expected , or } in object", pos)),
+            }
+        }
+    }
+
+    /// Where the value of key `src[start..end]` goes, if some pattern names
+    /// it: its dotted segments are walked in the trie, creating the
+    /// intermediate objects.
+    #[inline(always)]
+    fn member(
+        &mut self,
+        trie: u32,
+        obj: u32,
+        start: usize,
+        end: usize,
+        escaped: bool,
+    ) -> Option<Keep> {
+        if !escaped {
+            let key = self.src.get(start..end).unwrap_or_default();
+            // Trie keys never hold a dot, so a key found as is has none.
+            let head = key_head(word(self.src, start), key.len());
+            if let Some(t) = self.trie.child_bytes(trie, key, head) {
+                return Some(Keep {
                     trie: t,
                     parent: obj,
                     keyed: true,
-                },
-                None => Ctx::Skip,
-            };
+                });
+            }
+            if !has_dot(key, head) {
+                return None;
+            }
         }
-        // Resolve all segments first, then create the virtual objects.
-        let mut nodes: [u32; 16] = [NONE; 16];
-        let mut path: Vec<u32> = Vec::new();
-        let mut count = 0;
+        self.member_slow(trie, obj, start, end, escaped)
+    }
+
+    /// `member` for keys with escapes or dots.
+    #[inline(never)]
+    fn member_slow(
+        &mut self,
+        trie: u32,
+        obj: u32,
+        start: usize,
+        end: usize,
+        escaped: bool,
+    ) -> Option<Keep> {
+        let raw = self.text_at(start, end)?;
+        let mut key_buf = std::mem::take(&mut self.key_buf);
+        key_buf.clear();
+        let key: &str = if escaped {
+            unescape_into(raw, &mut key_buf);
+            &key_buf
+        } else {
+            raw
+        };
+        // Resolve all segments first, then create the intermediate objects.
+        let mut nodes: Vec<u32> = Vec::new();
         let mut at = trie;
         for seg in key.split('.') {
             match self.trie.child(at, seg) {
                 Some(t) => {
                     at = t;
-                    if count < nodes.len() {
-                        nodes[count] = t;
-                    } else {
-                        path.push(t);
-                    }
-                    count += 1;
+                    nodes.push(t);
                 }
-                None => return Ctx::Skip,
+                None => {
+                    self.key_buf = key_buf;
+                    return None;
+                }
             }
         }
-        let all: Vec<u32> = nodes[..count.min(nodes.len())]
-            .iter()
-            .copied()
-            .chain(path)
-            .collect();
+        self.key_buf = key_buf;
+        let (&last, intermediate) = nodes.split_last()?;
         let mut parent = obj;
-        for t in &all[..all.len() - 1] {
+        for t in intermediate {
             parent = self.doc.object_entry(parent, *t);
         }
-        Ctx::Keep {
-            trie: all[all.len() - 1],
+        Some(Keep {
+            trie: last,
             parent,
             keyed: true,
-        }
+        })
     }
+}
+
+/// The first (up to) eight bytes of a key of `len` bytes whose first word is
+/// `w`, zero-padded: with the length, a one-compare filter for key lookups.
+#[inline(always)]
+fn key_head(w: u64, len: usize) -> u64 {
+    if len >= 8 {
+        w
+    } else {
+        w & ((1u64 << (len * 8)) - 1)
+    }
+}
+
+/// Whether `key` (whose head is `head`) holds a dot.
+#[inline(always)]
+fn has_dot(key: &[u8], head: u64) -> bool {
+    // The lowest flagged byte is always a real dot, and zero padding holds
+    // none, so any flag means a dot in the key.
+    let dots = |w: u64| {
+        let x = w ^ (ONES * u64::from(b'.'));
+        x.wrapping_sub(ONES) & !x & HIGH != 0
+    };
+    if key.len() <= 8 {
+        dots(head)
+    } else if key.len() <= 16 {
+        dots(head) || dots(head_of(key.get(8..).unwrap_or_default()))
+    } else {
+        memchr::memchr(b'.', key).is_some()
+    }
+}
+
+/// Four hex digits at `pos`.
+fn hex4(src: &[u8], pos: usize) -> Option<u32> {
+    let digits = src.get(pos..pos + 4)?;
+    let mut v = 0u32;
+    for d in digits {
+        v = v * 16 + (*d as char).to_digit(16)?;
+    }
+    Some(v)
 }
 
 /// Decodes the escapes of a string already validated by the scanner.
@@ -1054,7 +1333,18 @@ mod tests {
                     let ours = scan(json.as_bytes(), &trie, &mut doc);
                     let theirs: Result<serde_json::Value, _> = serde_json::from_str(&json);
                     assert_eq!(ours.is_ok(), theirs.is_ok(), "{json}");
-                    if let (Ok(text), Ok(v)) = (ours, theirs) {
+                    if let (Ok(text), Ok(v)) = (ours, &theirs) {
+                        let leaf = doc.leaves_at(a).next().expect("a is kept");
+                        match doc.scalar(text, leaf) {
+                            Scalar::Str(s) => assert_eq!(Some(s), v["a"].as_str(), "{json}"),
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                    // Trusted, the kept string decodes the same.
+                    if let Ok(v) = &theirs {
+                        let mut doc = Doc::default();
+                        let text =
+                            scan_trusted(json.as_bytes(), &trie, &mut doc).expect("valid JSON");
                         let leaf = doc.leaves_at(a).next().expect("a is kept");
                         match doc.scalar(text, leaf) {
                             Scalar::Str(s) => assert_eq!(Some(s), v["a"].as_str(), "{json}"),
@@ -1094,6 +1384,61 @@ mod tests {
         ] {
             ok(s);
         }
+    }
+
+    #[test]
+    fn trusted_scan_skips_without_validating_but_keeps_the_depth_limit() {
+        let mut trie = PathTrie::new();
+        let a = trie.acquire(&["a"]);
+        let mut doc = Doc::default();
+        // Broken JSON in a part no pattern names goes unnoticed when trusted.
+        let broken = r#"{"z": {"x": [1,, tru], "y": "\q"}, "a": "kept"}"#;
+        assert!(scan(broken.as_bytes(), &trie, &mut doc).is_err());
+        let text = scan_trusted(broken.as_bytes(), &trie, &mut doc).expect("skipped");
+        let leaf = doc.leaves_at(a).next().expect("a is kept");
+        assert!(matches!(doc.scalar(text, leaf), Scalar::Str("kept")));
+        // Brackets inside skipped strings do not count.
+        let tricky = r#"{"z": ["]}\"", {"q": "}"}], "a": 5}"#;
+        let text = scan_trusted(tricky.as_bytes(), &trie, &mut doc).expect("valid");
+        let leaf = doc.leaves_at(a).next().expect("a is kept");
+        assert!(matches!(doc.scalar(text, leaf), Scalar::Num(_)));
+        let nest = |n: usize| format!(r#"{{"z": {}1{}, "a": 1}}"#, "[".repeat(n), "]".repeat(n));
+        assert!(scan_trusted(nest(EVENT_MAX_DEPTH - 1).as_bytes(), &trie, &mut doc).is_ok());
+        assert!(scan_trusted(nest(EVENT_MAX_DEPTH).as_bytes(), &trie, &mut doc).is_err());
+        // Truncated input is an error, not a panic.
+        for cut in 0..broken.len() {
+            let _ = scan_trusted(&broken.as_bytes()[..cut], &trie, &mut doc);
+        }
+    }
+
+    #[test]
+    fn many_children_are_found_through_the_table_and_removed_exactly() {
+        let mut trie = PathTrie::new();
+        // Long keys sharing their first eight bytes, short ones, and "".
+        let keys: Vec<String> = (0..100)
+            .map(|i| format!("field_name_{i:03}"))
+            .chain((0..30).map(|i| format!("k{i}")))
+            .chain([String::new()])
+            .collect();
+        let nodes: Vec<u32> = keys.iter().map(|k| trie.acquire(&[k])).collect();
+        for (k, n) in keys.iter().zip(&nodes) {
+            assert_eq!(trie.child(0, k), Some(*n), "{k}");
+        }
+        assert_eq!(trie.child(0, "field_name_100"), None);
+        assert_eq!(trie.child(0, "field_nam"), None);
+        for n in nodes.iter().step_by(2) {
+            trie.release(*n);
+        }
+        for (i, (k, n)) in keys.iter().zip(&nodes).enumerate() {
+            let want = if i % 2 == 0 { None } else { Some(*n) };
+            assert_eq!(trie.child(0, k), want, "{k}");
+        }
+        let mut doc = Doc::default();
+        let json = r#"{"field_name_001": "x", "field_name_002": "y", "k1.z": 1}"#;
+        let text = scan(json.as_bytes(), &trie, &mut doc).expect("valid");
+        let leaf = doc.leaves_at(nodes[1]).next().expect("kept");
+        assert!(matches!(doc.scalar(text, leaf), Scalar::Str("x")));
+        assert_eq!(doc.leaves_at(nodes[2]).count(), 0, "released");
     }
 
     #[test]

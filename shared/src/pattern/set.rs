@@ -26,7 +26,7 @@ use rustc_hash::FxHashMap;
 
 use super::compile::{FieldKind, Matcher, Node};
 use super::index::FieldIndex;
-use super::scan::{Doc, Kind, NONE, PathTrie, ROOT, scan};
+use super::scan::{Doc, Kind, NONE, PathTrie, ROOT, scan, scan_trusted};
 use super::{EventError, Pattern};
 
 /// Memory limits of a [`PatternSet`].
@@ -99,9 +99,14 @@ struct Cond {
 struct ClauseEntry {
     pattern: u32,
     tree: VNode,
-    /// Some leaf is not on the chain (it allows `exists: false`), so reaching
-    /// the chain's end does not prove the clause.
+    /// Some leaf is neither on the chain nor a plain `exists: false` (it
+    /// combines `exists: false` with other matchers, or repeats another
+    /// leaf's path), so reaching the chain's end does not prove the clause.
     always_verify: bool,
+    /// Paths of the clause's plain `exists: false` leaves: when the event
+    /// has no scalar at any of them, they hold in every object, so they
+    /// cannot change the answer.
+    absent: Vec<u32>,
     /// Paths (trie nodes, the root included) with two or more of the clause's
     /// leaves below them: only where the event has several objects at one of
     /// these can array element consistency reject what the chain accepted.
@@ -334,7 +339,43 @@ where
 
     /// Like [`matches`](PatternSet::matches), calling `f` with each matching
     /// id instead of collecting them.
-    pub fn for_each_match(&self, event: &[u8], mut f: impl FnMut(&Id)) -> Result<(), EventError> {
+    pub fn for_each_match(&self, event: &[u8], f: impl FnMut(&Id)) -> Result<(), EventError> {
+        self.for_each(event, false, f)
+    }
+
+    /// Like [`matches`](PatternSet::matches), for an event that is already
+    /// known to be valid JSON (TriggerIQ validates events at ingest): only
+    /// the fields some pattern names are read and checked, the rest is
+    /// skipped by bracket counting, which is several times cheaper than
+    /// validating it.
+    ///
+    /// On valid JSON the result is exactly that of `matches`. On bytes that
+    /// are not valid JSON the result is unspecified — some ids, none, or an
+    /// error — but it never panics and never reads outside `event`; events
+    /// nested deeper than [`EVENT_MAX_DEPTH`](super::EVENT_MAX_DEPTH) are
+    /// still refused.
+    pub fn matches_trusted(&self, event: &[u8]) -> Result<Vec<Id>, EventError> {
+        let mut out = Vec::new();
+        self.for_each(event, true, |id| out.push(id.clone()))?;
+        Ok(out)
+    }
+
+    /// Like [`matches_trusted`](PatternSet::matches_trusted), calling `f`
+    /// with each matching id instead of collecting them.
+    pub fn for_each_match_trusted(
+        &self,
+        event: &[u8],
+        f: impl FnMut(&Id),
+    ) -> Result<(), EventError> {
+        self.for_each(event, true, f)
+    }
+
+    fn for_each(
+        &self,
+        event: &[u8],
+        trusted: bool,
+        mut f: impl FnMut(&Id),
+    ) -> Result<(), EventError> {
         SCRATCH.with(|cell| {
             // A nested call on the same thread (from `f`) gets fresh buffers.
             let mut fallback;
@@ -346,7 +387,7 @@ where
                     &mut fallback
                 }
             };
-            self.run(event, scratch)?;
+            self.run(event, trusted, scratch)?;
             for p in &scratch.found {
                 if let Some(entry) = &self.patterns[*p as usize] {
                     f(&entry.id);
@@ -356,8 +397,12 @@ where
         })
     }
 
-    fn run(&self, event: &[u8], sc: &mut Scratch) -> Result<(), EventError> {
-        let text = scan(event, &self.trie, &mut sc.doc)?;
+    fn run(&self, event: &[u8], trusted: bool, sc: &mut Scratch) -> Result<(), EventError> {
+        let text = if trusted {
+            scan_trusted(event, &self.trie, &mut sc.doc)?
+        } else {
+            scan(event, &self.trie, &mut sc.doc)?
+        };
         sc.generation = sc.generation.wrapping_add(1);
         if sc.generation == 0 {
             sc.state_seen.iter_mut().for_each(|x| *x = 0);
@@ -393,8 +438,9 @@ where
                 if pattern_seen[p] == generation {
                     continue;
                 }
-                let proven =
-                    !clause.always_verify && clause.shared.iter().all(|t| doc.objects_at(*t) <= 1);
+                let proven = !clause.always_verify
+                    && clause.absent.iter().all(|t| !doc.has_scalars(*t))
+                    && clause.shared.iter().all(|t| doc.objects_at(*t) <= 1);
                 if proven || verify(doc, text, &clause.tree) {
                     pattern_seen[p] = generation;
                     found.push(clause.pattern);
@@ -446,6 +492,8 @@ where
         let leaves = clause.leaves();
         let mut paths = Vec::with_capacity(leaves.len());
         let mut conds: Vec<(u8, String, Cond)> = Vec::new();
+        let mut absent = Vec::new();
+        let mut off_chain = false;
         for leaf in &leaves {
             let trie = self.trie.acquire(&leaf.path);
             paths.push(trie);
@@ -454,6 +502,15 @@ where
                 .iter()
                 .any(|m| matches!(m, Matcher::Exists(false)))
             {
+                if leaf
+                    .matchers
+                    .iter()
+                    .all(|m| matches!(m, Matcher::Exists(false)))
+                {
+                    absent.push(trie);
+                } else {
+                    off_chain = true;
+                }
                 continue;
             }
             let mut parts: Vec<String> = leaf.matchers.iter().map(|m| format!("{m:?}")).collect();
@@ -475,7 +532,7 @@ where
         let chain: Vec<Cond> = conds.into_iter().map(|(_, _, c)| c).collect();
 
         let tree = self.resolve(clause, 0);
-        let always_verify = chain.len() < leaves.len();
+        let always_verify = off_chain || chain.len() + absent.len() < leaves.len();
         let mut shared = Vec::new();
         shared_paths(&tree, 0, &mut shared);
         let id = match self.free_clauses.pop() {
@@ -515,6 +572,7 @@ where
             pattern,
             tree,
             always_verify,
+            absent,
             shared,
             chain,
             paths,

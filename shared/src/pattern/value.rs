@@ -241,7 +241,7 @@ impl Wildcard {
             if seg.is_empty() {
                 continue;
             }
-            match memchr::memmem::find(rest, seg.as_bytes()) {
+            match find(rest, seg.as_bytes()) {
                 Some(at) => rest = &rest[at + seg.len()..],
                 None => return false,
             }
@@ -260,6 +260,17 @@ impl Wildcard {
         }
         out
     }
+}
+
+/// The first occurrence of `needle` (not empty) in `hay`. Event values are
+/// short, where a plain scan beats setting up `memmem`'s searcher.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if hay.len() > 64 {
+        return memchr::memmem::find(hay, needle);
+    }
+    let (&first, rest) = needle.split_first()?;
+    let last_start = hay.len().checked_sub(needle.len())?;
+    (0..=last_start).find(|&i| hay[i] == first && hay.get(i + 1..i + needle.len()) == Some(rest))
 }
 
 fn push_last(segments: &mut [String], c: char) {
@@ -380,6 +391,24 @@ mod tests {
         assert!(Wildcard::parse("a**b").is_err());
         assert!(Wildcard::parse(r"a\b").is_err());
         assert!(Wildcard::parse("a\\").is_err());
+    }
+
+    #[test]
+    fn substring_search_agrees_with_memmem() {
+        let hays = ["", "a", "ab", "aab", "/api/v1/orders/42", "xyxyxyz"];
+        let needles = ["a", "ab", "b", "/4", "/42", "yxz", "xyz", "zz"];
+        for h in hays {
+            for n in needles {
+                let long = h.repeat(20) + n;
+                for hay in [h, long.as_str()] {
+                    assert_eq!(
+                        find(hay.as_bytes(), n.as_bytes()),
+                        memchr::memmem::find(hay.as_bytes(), n.as_bytes()),
+                        "{hay:?} {n:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
