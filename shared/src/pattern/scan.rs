@@ -470,13 +470,12 @@ impl Iterator for LeafIter<'_> {
 
 /// `TRUSTED`: the event is known to be valid JSON (checked at ingest), so
 /// the parts no pattern names are skipped by bracket counting instead of
-/// being validated, and the event is not checked for UTF-8 as a whole (each
-/// kept string is). On bytes that are not valid JSON the scanner still
-/// never panics or reads out of bounds; what it keeps is then unspecified.
+/// being validated (the event is still checked for UTF-8, which is cheap).
+/// On bytes that are not valid JSON the scanner still never panics or reads
+/// out of bounds; what it keeps is then unspecified.
 struct Scanner<'e, 'd, const TRUSTED: bool> {
     src: &'e [u8],
-    /// The event as text; empty when `TRUSTED` (kept strings are then
-    /// copied to `Doc::owned`, and nothing reads the event as text).
+    /// The event as text.
     text: &'e str,
     doc: &'d mut Doc,
     trie: &'d PathTrie,
@@ -513,16 +512,17 @@ pub(crate) fn scan<'e>(
 }
 
 /// Like [`scan`] for an event already known to be valid JSON: only the
-/// parts some pattern names are read and checked. All kept strings are
-/// copied to `Doc::owned`, so the returned text (empty) is never read.
+/// parts some pattern names are read and checked; the rest is skipped by
+/// bracket counting.
 #[inline(never)]
-pub(crate) fn scan_trusted(
-    event: &[u8],
+pub(crate) fn scan_trusted<'e>(
+    event: &'e [u8],
     trie: &PathTrie,
     doc: &mut Doc,
-) -> Result<&'static str, EventError> {
-    run_scan::<true>(event, "", trie, doc)?;
-    Ok("")
+) -> Result<&'e str, EventError> {
+    let text = std::str::from_utf8(event).map_err(|e| EventError(format!("not UTF-8: {e}")))?;
+    run_scan::<true>(event, text, trie, doc)?;
+    Ok(text)
 }
 
 fn run_scan<const TRUSTED: bool>(
@@ -633,15 +633,10 @@ static SKIP_CLASS: [u8; 256] = {
 };
 
 impl<'e, const TRUSTED: bool> Scanner<'e, '_, TRUSTED> {
-    /// The text of `src[start..end]`: a slice of the validated event, or
-    /// when `TRUSTED`, checked for UTF-8 on its own.
+    /// The text of `src[start..end]`.
     #[inline(always)]
     fn text_at(&self, start: usize, end: usize) -> Option<&'e str> {
-        if TRUSTED {
-            std::str::from_utf8(self.src.get(start..end)?).ok()
-        } else {
-            self.text.get(start..end)
-        }
+        self.text.get(start..end)
     }
 
     #[cold]
@@ -958,16 +953,12 @@ impl<'e, const TRUSTED: bool> Scanner<'e, '_, TRUSTED> {
             b'"' => {
                 let (end, escaped) = self.string_end(pos + 1)?;
                 let start = pos + 1;
-                let leaf = if escaped || TRUSTED {
+                let leaf = if escaped {
                     let Some(raw) = self.text_at(start, end) else {
                         return Err(self.stop("string is not UTF-8", start));
                     };
                     let from = self.doc.owned.len();
-                    if escaped {
-                        unescape_into(raw, &mut self.doc.owned);
-                    } else {
-                        self.doc.owned.push_str(raw);
-                    }
+                    unescape_into(raw, &mut self.doc.owned);
                     Leaf::Str {
                         start: from as u32,
                         end: self.doc.owned.len() as u32,

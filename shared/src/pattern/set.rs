@@ -346,8 +346,8 @@ where
     /// Like [`matches`](PatternSet::matches), for an event that is already
     /// known to be valid JSON (TriggerIQ validates events at ingest): only
     /// the fields some pattern names are read and checked, the rest is
-    /// skipped by bracket counting, which is several times cheaper than
-    /// validating it.
+    /// skipped by bracket counting instead of being validated. The event is
+    /// still checked for UTF-8.
     ///
     /// On valid JSON the result is exactly that of `matches`. On bytes that
     /// are not valid JSON the result is unspecified — some ids, none, or an

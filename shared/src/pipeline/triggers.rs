@@ -104,9 +104,12 @@ impl CompiledTriggers {
         }
     }
 
-    /// The triggers whose pattern matches the event's JSON, in id order.
+    /// The triggers whose pattern matches the event's JSON, in id order. The bytes must be
+    /// valid JSON (evaluate-events serialises the event it read from its message): the
+    /// fields no trigger names are skipped unvalidated
+    /// ([`PatternSet::matches_trusted`](crate::pattern::PatternSet::matches_trusted)).
     pub fn matching(&self, event: &[u8]) -> Result<Vec<&CompiledTrigger>, EventError> {
-        let mut indices = self.set.matches(event)?;
+        let mut indices = self.set.matches_trusted(event)?;
         indices.sort_unstable();
         Ok(indices.into_iter().map(|i| &self.triggers[i]).collect())
     }
