@@ -3,12 +3,10 @@
 
 #![cfg(all(feature = "postgres", feature = "lambda"))]
 
-use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use triggeriq::api::patterns::PatternApi;
 use triggeriq::api::triggers::{self, TriggerApi};
-use triggeriq::api::{self, ApiError};
 use triggeriq::authorizer;
 use triggeriq::config::ApiConfig;
 use triggeriq::postgres::{Database, api_keys, tenants};
@@ -16,147 +14,13 @@ use triggeriq::tenant::TenantId;
 
 #[path = "support/openapi.rs"]
 mod openapi;
+#[path = "support/requests.rs"]
+mod requests;
+
+use requests::{Answer, Req, call, sample};
 
 const DEMO_TENANT: &str = "0190f0a0-0000-7000-8000-000000000001";
 const DEMO_TRIGGER: &str = "0190f0a0-0000-7000-8000-0000000000f1";
-
-fn sample(name: &str) -> Value {
-    let path = format!("{}/../events/{name}.json", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// A sample request, edited: the tenant in the authorizer context, and optionally the body.
-struct Req(Value);
-
-impl Req {
-    fn new(sample_name: &str, tenant: TenantId) -> Self {
-        let mut event = sample(sample_name);
-        event["requestContext"]["authorizer"]["lambda"]["tenant_id"] = json!(tenant.to_string());
-        Req(event)
-    }
-    fn body(mut self, body: &Value) -> Self {
-        self.0["body"] = json!(body.to_string());
-        self
-    }
-    fn raw_body(mut self, body: &str) -> Self {
-        self.0["body"] = json!(body);
-        self
-    }
-    fn header(mut self, name: &str, value: &str) -> Self {
-        self.0["headers"][name] = json!(value);
-        self
-    }
-    fn without_header(mut self, name: &str) -> Self {
-        if let Some(h) = self.0["headers"].as_object_mut() {
-            h.remove(name);
-        }
-        self
-    }
-    fn id(mut self, id: &str) -> Self {
-        self.0["pathParameters"]["id"] = json!(id);
-        self
-    }
-    fn query(mut self, pairs: &[(&str, &str)]) -> Self {
-        let map: serde_json::Map<String, Value> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), json!(v)))
-            .collect();
-        self.0["rawQueryString"] = json!(
-            pairs
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("&")
-        );
-        self.0["queryStringParameters"] = Value::Object(map);
-        self
-    }
-    fn no_authorizer(mut self) -> Self {
-        if let Some(ctx) = self.0["requestContext"].as_object_mut() {
-            ctx.remove("authorizer");
-        }
-        self
-    }
-    fn build(self) -> Request {
-        lambda_http::request::from_str(&self.0.to_string()).expect("a valid API Gateway v2 request")
-    }
-}
-
-struct Answer {
-    status: u16,
-    headers: lambda_http::http::HeaderMap,
-    body: Value,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-    fn error_paths(&self) -> Vec<String> {
-        let mut paths: Vec<String> = self.body["errors"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|e| e["path"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        paths.sort();
-        paths
-    }
-}
-
-fn answer(response: Response<Body>) -> Answer {
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let bytes: &[u8] = response.body().as_ref();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(bytes).expect("JSON body")
-    };
-    if status >= 400 {
-        assert_eq!(
-            headers.get("content-type").and_then(|v| v.to_str().ok()),
-            Some("application/problem+json"),
-            "errors are problem+json: {body}"
-        );
-        assert_eq!(
-            body["status"],
-            json!(status),
-            "problem status mirrors the HTTP status"
-        );
-    }
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
-
-/// The request's route key and JSON body (if it has one that parses).
-fn exchange_of(req: &Req) -> (String, Option<Value>) {
-    let route_key = req.0["routeKey"].as_str().expect("routeKey").to_owned();
-    let body = req.0["body"]
-        .as_str()
-        .and_then(|b| serde_json::from_str(b).ok());
-    (route_key, body)
-}
-
-async fn call<'a, F>(
-    api: &'a TriggerApi,
-    handler: fn(&'a TriggerApi, Request) -> F,
-    req: Req,
-) -> Answer
-where
-    F: std::future::Future<Output = Result<Response<Body>, ApiError>> + 'a,
-{
-    let (route_key, request_body) = exchange_of(&req);
-    let got = answer(api::respond(req.build(), |r| handler(api, r)).await);
-    openapi::check(&route_key, request_body.as_ref(), got.status, &got.body);
-    got
-}
 
 fn trigger_api(pool: &PgPool) -> TriggerApi {
     TriggerApi::new(Database::from_pool(pool.clone()), ApiConfig::default())
@@ -872,13 +736,7 @@ async fn the_test_pattern_sample_matches_and_bad_patterns_answer_422(_pool: PgPo
         max_request_bytes: 256 * 1024,
         limits: Default::default(),
     };
-    let run = |req: Req| async {
-        let (route_key, request_body) = exchange_of(&req);
-        let got =
-            answer(api::respond(req.build(), |r| triggeriq::api::patterns::test(&api, r)).await);
-        openapi::check(&route_key, request_body.as_ref(), got.status, &got.body);
-        got
-    };
+    let run = |req: Req| call(&api, triggeriq::api::patterns::test, req);
     let got = run(Req(sample("test-pattern"))).await;
     assert_eq!(got.status, 200, "{}", got.body);
     assert_eq!(got.body, json!({"matches": true}));

@@ -24,6 +24,8 @@ mod pipeline {
     #[allow(dead_code)]
     #[path = "../support/openapi.rs"]
     pub mod openapi;
+    #[path = "../support/requests.rs"]
+    pub mod requests;
 
     #[allow(dead_code)]
     pub mod harness;

@@ -13,14 +13,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response as AxumResponse};
 use bytes::Bytes;
-use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use triggeriq::api::deliveries::RetryApi;
 use triggeriq::api::firings::ReadApi;
 use triggeriq::api::ingest::IngestApi;
 use triggeriq::api::signing::SigningApi;
-use triggeriq::api::{self, ApiError};
 use triggeriq::aws::AwsClients;
 use triggeriq::consumers::deliver::{self, Deliverer};
 use triggeriq::consumers::evaluate::{self, Evaluator};
@@ -38,15 +36,8 @@ use triggeriq::trigger::{BodyKind, Trigger, TriggerBody, TriggerLimits};
 use triggeriq::webhook::RetryPolicy;
 
 use super::moto;
-use super::openapi;
 
 pub const DEMO_TENANT: &str = "0190f0a0-0000-7000-8000-000000000001";
-
-pub fn sample(name: &str) -> Value {
-    let path = format!("{}/../events/{name}.json", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 // ------------------------------------------------------------------ the stack
 
@@ -348,107 +339,7 @@ pub fn failures(response: aws_lambda_events::sqs::SqsBatchResponse) -> Vec<Strin
 
 // ------------------------------------------------------------------ routes
 
-/// A sample request, edited.
-pub struct Req(pub Value);
-
-impl Req {
-    pub fn new(sample_name: &str, tenant: TenantId) -> Self {
-        let mut event = sample(sample_name);
-        event["requestContext"]["authorizer"]["lambda"]["tenant_id"] = json!(tenant.to_string());
-        Req(event)
-    }
-    pub fn body(mut self, body: &Value) -> Self {
-        self.0["body"] = json!(body.to_string());
-        self.0["headers"]["content-type"] = json!("application/json");
-        self
-    }
-    pub fn raw_body(mut self, body: &str) -> Self {
-        self.0["body"] = json!(body);
-        self
-    }
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.0["headers"][name] = json!(value);
-        self
-    }
-    pub fn id(mut self, id: &str) -> Self {
-        self.0["pathParameters"]["id"] = json!(id);
-        self
-    }
-    pub fn query(mut self, pairs: &[(&str, &str)]) -> Self {
-        let map: serde_json::Map<String, Value> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), json!(v)))
-            .collect();
-        self.0["rawQueryString"] = json!(
-            pairs
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("&")
-        );
-        self.0["queryStringParameters"] = Value::Object(map);
-        self
-    }
-}
-
-pub struct Answer {
-    pub status: u16,
-    pub headers: lambda_http::http::HeaderMap,
-    pub body: Value,
-}
-
-impl Answer {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-    pub fn error_paths(&self) -> Vec<String> {
-        let mut paths: Vec<String> = self.body["errors"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|e| e["path"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        paths.sort();
-        paths
-    }
-}
-
-/// Calls a route with a request and checks the answer against `openapi.yaml`.
-pub async fn call<'a, S, F>(state: &'a S, handler: fn(&'a S, Request) -> F, req: Req) -> Answer
-where
-    F: std::future::Future<Output = Result<Response<Body>, ApiError>> + 'a,
-{
-    let route_key = req.0["routeKey"].as_str().expect("routeKey").to_owned();
-    let request_body: Option<Value> = req.0["body"]
-        .as_str()
-        .and_then(|b| serde_json::from_str(b).ok());
-    let request =
-        lambda_http::request::from_str(&req.0.to_string()).expect("an API Gateway v2 request");
-    let response = api::respond(request, |r| handler(state, r)).await;
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let bytes: &[u8] = response.body().as_ref();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(bytes).expect("JSON body")
-    };
-    if status >= 400 {
-        assert_eq!(
-            headers.get("content-type").and_then(|v| v.to_str().ok()),
-            Some("application/problem+json"),
-            "errors are problem+json: {body}"
-        );
-    }
-    openapi::check(&route_key, request_body.as_ref(), status, &body);
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
+pub use super::requests::{Req, call, sample};
 
 // ------------------------------------------------------------------ receiver
 
