@@ -11,16 +11,13 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{ApiError, json, path_id, query, tenant};
+use super::{ApiError, json, page_limit, path_id, query, tenant};
 use crate::event::rfc3339_micros;
 use crate::pipeline::messages::FiredTrigger;
 use crate::postgres::Database;
 use crate::postgres::deliveries::{self, Attempt, Delivery, DeliveryStatus};
 use crate::postgres::firings::{self, Firing, FiringFilter};
 use crate::problem::FieldError;
-
-const DEFAULT_PAGE: i64 = 50;
-const MAX_PAGE: i64 = 100;
 
 /// What the read routes need, built once per container.
 pub struct ReadApi {
@@ -189,19 +186,7 @@ fn time_param(req: &Request, name: &str, problems: &mut Vec<FieldError>) -> Opti
 pub async fn list(api: &ReadApi, req: Request) -> Result<Response<Body>, ApiError> {
     let tenant = tenant(&req)?;
     let mut problems = Vec::new();
-    let limit = match query(&req, "limit") {
-        None => DEFAULT_PAGE,
-        Some(raw) => match raw.parse::<i64>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                problems.push(FieldError::new(
-                    "?limit",
-                    format!("must be an integer from 1 to {MAX_PAGE}"),
-                ));
-                DEFAULT_PAGE
-            }
-        },
-    };
+    let limit = page_limit(&req, &mut problems);
     let trigger_id = query(&req, "trigger_id").and_then(|raw| match Uuid::parse_str(raw) {
         Ok(id) => Some(id),
         Err(_) => {

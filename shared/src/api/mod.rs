@@ -204,6 +204,28 @@ pub fn path_id(req: &Request, name: &str, what: &'static str) -> Result<Uuid, Ap
         .ok_or(ApiError::NotFound(what))
 }
 
+/// Page size when `?limit` is absent, and the largest a caller may ask for.
+pub const DEFAULT_PAGE: i64 = 50;
+pub const MAX_PAGE: i64 = 100;
+
+/// `?limit` of a list route: 1 to [`MAX_PAGE`], [`DEFAULT_PAGE`] when absent; anything else
+/// adds a problem (and the default is returned so the other parameters are still checked).
+pub fn page_limit(req: &Request, problems: &mut Vec<FieldError>) -> i64 {
+    match query(req, "limit") {
+        None => DEFAULT_PAGE,
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                problems.push(FieldError::new(
+                    "?limit",
+                    format!("must be an integer from 1 to {MAX_PAGE}"),
+                ));
+                DEFAULT_PAGE
+            }
+        },
+    }
+}
+
 /// A query-string parameter.
 pub fn query<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
     req.query_string_parameters_ref()

@@ -6,7 +6,7 @@ use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
-use super::{ApiError, json, json_body, path_id, query, tenant};
+use super::{ApiError, json, json_body, page_limit, path_id, query, tenant};
 use crate::config::ApiConfig;
 use crate::postgres::Database;
 use crate::postgres::triggers::{self as repo, TriggerWriteError};
@@ -24,9 +24,6 @@ impl TriggerApi {
         Self { db, config }
     }
 }
-
-const DEFAULT_PAGE: i64 = 50;
-const MAX_PAGE: i64 = 100;
 
 /// One page of triggers and the cursor of the next page, if any.
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -117,19 +114,7 @@ pub async fn get(api: &TriggerApi, req: Request) -> Result<Response<Body>, ApiEr
 pub async fn list(api: &TriggerApi, req: Request) -> Result<Response<Body>, ApiError> {
     let tenant = tenant(&req)?;
     let mut problems = Vec::new();
-    let limit = match query(&req, "limit") {
-        None => DEFAULT_PAGE,
-        Some(raw) => match raw.parse::<i64>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                problems.push(FieldError::new(
-                    "?limit",
-                    format!("must be an integer from 1 to {MAX_PAGE}"),
-                ));
-                DEFAULT_PAGE
-            }
-        },
-    };
+    let limit = page_limit(&req, &mut problems);
     let enabled = match query(&req, "enabled") {
         None => None,
         Some("true") => Some(true),
