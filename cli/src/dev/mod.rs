@@ -22,7 +22,11 @@ pub mod receiver;
 pub mod schedule;
 pub mod sqs;
 pub mod template;
+/// The moto helpers of the library's adapter tests (one server per test binary: found or
+/// started), shared rather than copied; the cli's tests use part of them.
 #[cfg(test)]
+#[allow(dead_code)]
+#[path = "../../../shared/tests/aws_adapters/support.rs"]
 mod testing;
 
 use std::collections::BTreeMap;

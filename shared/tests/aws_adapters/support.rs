@@ -1,5 +1,7 @@
-//! Shared setup: one moto server per test binary, clients, and uniquely
-//! named tables, queues and buckets per test.
+//! Shared setup: one moto server per test binary (`MOTO_ENDPOINT`, else one answering on
+//! 127.0.0.1:5000, else a private `scripts/moto.sh serve` on a free port, stopped once the
+//! test process is gone), clients, and uniquely named tables, queues and buckets per test.
+//! The cli's local-stack tests include this file too.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -110,9 +112,12 @@ pub async fn clients() -> AwsClients {
     AwsClients::load(&options()).await
 }
 
-/// A name no other test uses.
+/// A name no other test uses (short: some become parts of S3 bucket names).
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 /// A fresh table shaped as the stores expect.
