@@ -70,6 +70,8 @@ echo "==> stack ready: $(cat "$work/ready.json")"
 export TRIGGERIQ_E2E_API="http://127.0.0.1:$TRIGGERIQ_PORT"
 # What the stack started, and where (the functions' watch address is [::1] or 127.0.0.1).
 export TRIGGERIQ_E2E_READY="$work/ready.json"
+# The stack's output: what `make dev` prints (the demo curl lines) and the demo receiver's lines.
+export TRIGGERIQ_E2E_LOG="$log"
 status=0
 cargo test -p triggeriq-cli --test e2e -- --ignored --test-threads=1 --nocapture --skip latency_report || status=$?
 # The latency run last and alone: the load it puts on the stack cannot disturb the others.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what TriggerIQ's tests and local stack need and is missing on this machine:
-# PostgreSQL (apt), a Python virtualenv at .venv with moto's server and cargo-lambda (PyPI),
+# PostgreSQL and curl (apt), a Python virtualenv at .venv with moto's server and cargo-lambda (PyPI),
 # and sqlx-cli (crates.io, cached under ~/.cache/triggeriq/tools). Safe to run again.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -13,6 +13,14 @@ if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq postgresql >/dev/null
+fi
+
+# curl: the lines `make dev` prints use it, and the end-to-end test runs them.
+if ! command -v curl >/dev/null 2>&1; then
+  say "installing curl from apt"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq curl >/dev/null
 fi
 
 # --- Python tools -------------------------------------------------------------------------

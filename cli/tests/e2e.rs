@@ -559,3 +559,65 @@ async fn every_function_answers_its_sample_through_cargo_lambda_invoke() {
         "the deliveries sample's webhook did not arrive"
     );
 }
+
+/// The two curl lines `make dev` prints (create a trigger posting to the demo receiver, send
+/// an event that matches it), run as a newcomer would copy them: the demo receiver must print
+/// a delivery whose signature it verified.
+#[tokio::test]
+#[ignore = "needs the local stack: make e2e"]
+async fn the_curl_lines_make_dev_prints_bring_a_verified_webhook_to_the_demo_receiver() {
+    let log_path =
+        std::env::var("TRIGGERIQ_E2E_LOG").expect("TRIGGERIQ_E2E_LOG: run with make e2e");
+    let read_log = || std::fs::read_to_string(&log_path).expect("the stack's log");
+    let verified = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("✓ signature verified"))
+            .count()
+    };
+    // Each printed command starts with "  curl" and continues on lines after a trailing "\".
+    let log = read_log();
+    let mut commands: Vec<String> = Vec::new();
+    let mut lines = log.lines();
+    while let Some(line) = lines.next() {
+        if !line.trim_start().starts_with("curl ") {
+            continue;
+        }
+        let mut command = line.trim().to_owned();
+        while command.ends_with('\\') {
+            command.pop();
+            command.push_str(lines.next().expect("a continuation line").trim());
+        }
+        commands.push(command);
+    }
+    assert_eq!(
+        commands.len(),
+        2,
+        "make dev prints two curl lines: {commands:?}"
+    );
+    let before = verified(&log);
+    for command in &commands {
+        let out = std::process::Command::new("bash")
+            .args(["-c", command])
+            .output()
+            .expect("bash runs the curl line");
+        assert!(out.status.success(), "{command} failed");
+        let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{command} answered no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        assert!(
+            answer.get("id").is_some() || answer["accepted"] == 1,
+            "{command} answered {answer}"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while verified(&read_log()) <= before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        verified(&read_log()) > before,
+        "the demo receiver printed no verified webhook within 10 s"
+    );
+}
