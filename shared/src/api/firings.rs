@@ -15,7 +15,7 @@ use super::{ApiError, json, page_limit, path_id, query, tenant};
 use crate::event::rfc3339_micros;
 use crate::pipeline::messages::FiredTrigger;
 use crate::postgres::Database;
-use crate::postgres::deliveries::{self, Attempt, Delivery, DeliveryStatus};
+use crate::postgres::deliveries::{self, Attempt, Delivery};
 use crate::postgres::firings::{self, Firing, FiringFilter};
 use crate::problem::FieldError;
 
@@ -59,42 +59,18 @@ impl From<Firing> for FiringView {
 /// A delivery as the API shows it.
 #[derive(Debug, Serialize)]
 pub struct DeliveryView {
-    pub id: Uuid,
-    pub firing_id: Uuid,
-    pub trigger_id: Uuid,
-    pub action_id: Uuid,
-    pub url: String,
-    pub status: DeliveryStatus,
-    pub generation: i32,
-    pub attempt_count: i32,
-    pub last_attempt_at: Option<DateTime<Utc>>,
-    pub last_status_code: Option<i32>,
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    pub final_reason: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+    /// The delivery's fields, as kept.
+    #[serde(flatten)]
+    pub delivery: Delivery,
     /// Present on `GET /v1/firings/{id}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<Vec<AttemptView>>,
 }
 
 impl From<Delivery> for DeliveryView {
-    fn from(d: Delivery) -> Self {
+    fn from(delivery: Delivery) -> Self {
         Self {
-            id: d.id,
-            firing_id: d.firing_id,
-            trigger_id: d.trigger_id,
-            action_id: d.action_id,
-            url: d.url,
-            status: d.status,
-            generation: d.generation,
-            attempt_count: d.attempt_count,
-            last_attempt_at: d.last_attempt_at,
-            last_status_code: d.last_status_code,
-            next_attempt_at: d.next_attempt_at,
-            final_reason: d.final_reason,
-            created_at: d.created_at,
-            updated_at: d.updated_at,
+            delivery,
             attempts: None,
         }
     }
@@ -254,7 +230,7 @@ pub async fn get(api: &ReadApi, req: Request) -> Result<Response<Body>, ApiError
                 let mut delivery = DeliveryView::from(d);
                 let (mine, rest): (Vec<Attempt>, Vec<Attempt>) = std::mem::take(&mut attempts)
                     .into_iter()
-                    .partition(|a| a.delivery_id == delivery.id);
+                    .partition(|a| a.delivery_id == delivery.delivery.id);
                 attempts = rest;
                 delivery.attempts = Some(mine.into_iter().map(Into::into).collect());
                 delivery

@@ -49,8 +49,8 @@ impl DeliveryStatus {
     }
 }
 
-/// A delivery as kept.
-#[derive(Debug, Clone, PartialEq)]
+/// A delivery as kept (and, serialised, as the API shows it).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Delivery {
     pub id: Uuid,
     pub firing_id: Uuid,
