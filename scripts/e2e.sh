@@ -43,7 +43,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # A fresh database each run: no state (say, a demo trigger a sample edited) carries over.
-if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+# Only the default one on the local cluster: a database named by E2E_DATABASE_URL is left alone.
+if [[ -z "${E2E_DATABASE_URL:-}" ]] && pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   su postgres -c "dropdb --if-exists --force '${DATABASE_URL##*/}'"
 fi
 
