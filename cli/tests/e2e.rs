@@ -346,7 +346,7 @@ async fn an_event_sent_twice_fires_once() {
 /// slows the sender instead of piling up requests that time out, and the report says which
 /// rate was achieved. Prints p50 and p99 (goal: p99 ≤ 300 ms) — a report of what the local
 /// stack sustains on this machine, not a pass mark. It asserts that every accepted event
-/// brings exactly one webhook: load may slow the stack, never lose or double an event.
+/// brings its webhook and fires once: load may slow the stack, never lose or double an event.
 /// `make e2e` runs it after the other tests, which its load cannot disturb.
 #[tokio::test]
 #[ignore = "needs the local stack: make e2e"]
@@ -419,13 +419,25 @@ async fn latency_report() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let mut seen = std::collections::HashSet::new();
+    // The first arrival per event counts. A repeat with the same webhook-id is a retry
+    // (at-least-once delivery); a second webhook-id would mean the event fired twice.
+    let mut seen: HashMap<usize, String> = HashMap::new();
     let mut latencies: Vec<Duration> = Vec::new();
     for arrival in &got {
         let Some(seq) = seq_of(arrival) else {
             continue;
         };
-        assert!(seen.insert(seq), "event {seq} brought two webhooks");
+        let id = arrival
+            .headers
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        if let Some(first) = seen.get(&seq) {
+            assert_eq!(first, &id, "event {seq} fired twice");
+            continue;
+        }
+        seen.insert(seq, id);
         if let Some(at) = accepted.get(&seq) {
             latencies.push(arrival.at.saturating_duration_since(*at));
         }
