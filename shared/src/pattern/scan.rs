@@ -506,9 +506,7 @@ pub(crate) fn scan<'e>(
     trie: &PathTrie,
     doc: &mut Doc,
 ) -> Result<&'e str, EventError> {
-    let text = std::str::from_utf8(event).map_err(|e| EventError(format!("not UTF-8: {e}")))?;
-    run_scan::<false>(event, text, trie, doc)?;
-    Ok(text)
+    run_scan::<false>(event, trie, doc)
 }
 
 /// Like [`scan`] for an event already known to be valid JSON: only the
@@ -520,17 +518,17 @@ pub(crate) fn scan_trusted<'e>(
     trie: &PathTrie,
     doc: &mut Doc,
 ) -> Result<&'e str, EventError> {
-    let text = std::str::from_utf8(event).map_err(|e| EventError(format!("not UTF-8: {e}")))?;
-    run_scan::<true>(event, text, trie, doc)?;
-    Ok(text)
+    run_scan::<true>(event, trie, doc)
 }
 
-fn run_scan<const TRUSTED: bool>(
-    event: &[u8],
-    text: &str,
+/// Both scans: the event is checked for UTF-8 as a whole (cheap), then read; returns it as
+/// text.
+fn run_scan<'e, const TRUSTED: bool>(
+    event: &'e [u8],
     trie: &PathTrie,
     doc: &mut Doc,
-) -> Result<(), EventError> {
+) -> Result<&'e str, EventError> {
+    let text = std::str::from_utf8(event).map_err(|e| EventError(format!("not UTF-8: {e}")))?;
     doc.reset(trie.capacity());
     let mut s = Scanner::<TRUSTED> {
         src: event,
@@ -555,7 +553,7 @@ fn run_scan<const TRUSTED: bool>(
             "trailing characters after the JSON value at byte {end}"
         )));
     }
-    Ok(())
+    Ok(text)
 }
 
 /// The byte at `pos`, or NUL past the end.
