@@ -765,17 +765,7 @@ impl Template {
                 ));
                 continue;
             }
-            let version = self.string(
-                ids,
-                r.get("PayloadFormatVersion"),
-                &r.path("PayloadFormatVersion"),
-            )?;
-            if version.as_deref() != Some("2.0") {
-                anyhow::bail!(
-                    "{}: only payload format 2.0 is emulated, found {version:?}",
-                    r.path("PayloadFormatVersion")
-                );
-            }
+            self.require_payload_v2(r, ids, "PayloadFormatVersion")?;
             let function =
                 self.function_of_uri(ids, r.get("IntegrationUri"), &r.path("IntegrationUri"))?;
             let timeout = self.number(
@@ -787,6 +777,24 @@ impl Template {
             out.insert(r.id.to_owned(), (function, Duration::from_millis(timeout)));
         }
         Ok(out)
+    }
+
+    /// The payload format version in property `key` of `r` must be 2.0, the only one emulated
+    /// (integrations and authorizers alike).
+    fn require_payload_v2(
+        &self,
+        r: &Resource<'_>,
+        ids: &BTreeMap<String, String>,
+        key: &str,
+    ) -> anyhow::Result<()> {
+        let version = self.string(ids, r.get(key), &r.path(key))?;
+        if version.as_deref() != Some("2.0") {
+            anyhow::bail!(
+                "{}: only payload format 2.0 is emulated, found {version:?}",
+                r.path(key)
+            );
+        }
+        Ok(())
     }
 
     /// A function named by `!GetAtt F.Arn`, `!Ref F`, or an API Gateway invocation URI
@@ -825,17 +833,7 @@ impl Template {
             ));
             return Ok(());
         }
-        let version = self.string(
-            ids,
-            r.get("AuthorizerPayloadFormatVersion"),
-            &r.path("AuthorizerPayloadFormatVersion"),
-        )?;
-        if version.as_deref() != Some("2.0") {
-            anyhow::bail!(
-                "{}: only payload format 2.0 is emulated, found {version:?}",
-                r.path("AuthorizerPayloadFormatVersion")
-            );
-        }
+        self.require_payload_v2(r, ids, "AuthorizerPayloadFormatVersion")?;
         let function =
             self.function_of_uri(ids, r.get("AuthorizerUri"), &r.path("AuthorizerUri"))?;
         let sources = self
