@@ -7,7 +7,7 @@ export DATABASE_URL ?= postgres://postgres:postgres@127.0.0.1:5432/triggeriq
 TOOLS ?= $(HOME)/.cache/triggeriq/tools
 SQLX := PATH="$(TOOLS)/bin:$$PATH" cargo sqlx
 
-.PHONY: help setup services dev e2e test fmt-check no-openssl clippy sqlx-check sqlx-prepare unit lint-infra build coldstart migrate
+.PHONY: help setup services dev e2e test fmt-check no-openssl ring-only clippy sqlx-check sqlx-prepare unit lint-infra build coldstart migrate
 
 help:
 	@echo "make dev          run TriggerIQ locally (Ctrl-C stops it)"
@@ -61,7 +61,15 @@ no-openssl:
 	  echo "openssl-sys is in the dependency tree:"; cargo tree --workspace --target all -i openssl-sys; exit 1; fi
 	@echo "no openssl-sys"
 
-test: fmt-check no-openssl clippy sqlx-check unit lint-infra
+# One crypto library in the functions: ring (sqlx, triggeriq::tls). aws-lc must not reach them
+# (only the CLI's reqwest has it, and the functions are built without the CLI).
+ring-only:
+	@for f in $(FUNCTIONS); do \
+	  if cargo tree -p $$f -e normal -i aws-lc-rs >/dev/null 2>&1; then \
+	    echo "$$f links aws-lc-rs:"; cargo tree -p $$f -e normal -i aws-lc-rs; exit 1; fi; done
+	@echo "functions link ring only"
+
+test: fmt-check no-openssl ring-only clippy sqlx-check unit lint-infra
 	@echo "all checks passed"
 
 # The function crates (package name = directory name). `build` and `coldstart` name them one by

@@ -3,11 +3,11 @@
 //!
 //! Lambda functions call [`load_sdk_config`] with [`AwsOptions::from_env`] in
 //! `main`, before the runtime loop, and keep the clients for every
-//! invocation. Credentials and region come from the standard provider chain
-//! (the Lambda environment in AWS). For local development and tests an
-//! endpoint override points every client at one emulator (moto): either
-//! `AWS_ENDPOINT_URL` in the environment (read by aws-config itself) or
-//! [`AwsOptions::endpoint_url`]. With an override, the region defaults to
+//! invocation. Credentials and region come from the environment (where Lambda
+//! puts the role's credentials and the region). For local development and
+//! tests an endpoint override points every client at one emulator (moto):
+//! either `AWS_ENDPOINT_URL` in the environment (`AWS_ENDPOINT_URL_<SERVICE>`
+//! for one service) or [`AwsOptions::endpoint_url`]. With an override, the region defaults to
 //! `us-east-1` when none is configured, and S3 uses path-style addressing,
 //! because `bucket.127.0.0.1` does not resolve.
 
@@ -16,6 +16,8 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 
 /// How to load the SDK configuration.
 #[derive(Debug, Clone)]
@@ -23,7 +25,7 @@ pub struct AwsOptions {
     /// One endpoint for every service (an emulator). `None` leaves it to the
     /// environment (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`).
     pub endpoint_url: Option<String>,
-    /// The region; `None` leaves it to the provider chain (`AWS_REGION`).
+    /// The region; `None` takes `AWS_REGION` (or `AWS_DEFAULT_REGION`).
     pub region: Option<String>,
     /// Use fixed dummy credentials (`test`/`test`), for an emulator only.
     pub test_credentials: bool,
@@ -54,7 +56,7 @@ impl Default for AwsOptions {
 }
 
 impl AwsOptions {
-    /// The defaults: everything from the environment and the provider chain.
+    /// The defaults: everything from the environment (as Lambda sets it).
     pub fn from_env() -> Self {
         Self::default()
     }
@@ -71,9 +73,33 @@ impl AwsOptions {
     }
 }
 
-/// Loads the SDK configuration (once per process; it is cheap to clone).
+/// Builds the SDK configuration (once per process; it is cheap to clone).
+///
+/// Everything comes from `options` and the environment, as Lambda sets it: the region from
+/// `AWS_REGION` (or `AWS_DEFAULT_REGION`), credentials from `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, endpoints from `AWS_ENDPOINT_URL` and
+/// `AWS_ENDPOINT_URL_<SERVICE>`. aws-config's provider chains (profile files, SSO, IMDS,
+/// container credentials) are not consulted: a function has no use for them, and loading them
+/// was a third of the configuration's cold-start cost. Every client gets
+/// [`crate::sdk_http::http_client`].
 pub async fn load_sdk_config(options: &AwsOptions) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+    let credentials = if options.test_credentials {
+        SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "triggeriq-test",
+        ))
+    } else {
+        SharedCredentialsProvider::new(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        )
+    };
+    let mut builder = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(crate::sdk_http::http_client())
+        .credentials_provider(credentials)
         .retry_config(
             RetryConfig::standard()
                 .with_max_attempts(options.max_attempts.max(1))
@@ -85,30 +111,52 @@ pub async fn load_sdk_config(options: &AwsOptions) -> SdkConfig {
                 .operation_timeout(options.operation_timeout)
                 .build(),
         );
-    if let Some(endpoint) = &options.endpoint_url {
-        loader = loader.endpoint_url(endpoint);
-    }
-    if let Some(region) = &options.region {
-        loader = loader.region(Region::new(region.clone()));
-    }
-    if options.test_credentials {
-        loader = loader.credentials_provider(aws_credential_types::Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "triggeriq-test",
-        ));
-    }
-    let config = loader.load().await;
-    if config.region().is_none() && has_endpoint_override(&config) {
+    let endpoint = match &options.endpoint_url {
+        // An explicit endpoint is for every service, whatever the environment says.
+        Some(endpoint) => Some(endpoint.clone()),
+        None => {
+            builder.set_service_config(Some(EnvEndpoints));
+            env_value(ENDPOINT_URL)
+        }
+    };
+    let region = options
+        .region
+        .clone()
+        .or_else(|| env_value("AWS_REGION"))
+        .or_else(|| env_value("AWS_DEFAULT_REGION"))
         // An emulator does not care about the region, but the SDK refuses to sign without one.
-        return config
-            .into_builder()
-            .region(Region::new("us-east-1"))
-            .build();
+        .or_else(|| endpoint.as_ref().map(|_| "us-east-1".to_owned()));
+    builder.set_endpoint_url(endpoint);
+    builder.set_region(region.map(Region::new));
+    builder.build()
+}
+
+const ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+
+/// A non-empty environment variable.
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Service-specific endpoints from the environment, as aws-config reads them:
+/// `AWS_ENDPOINT_URL_<SERVICE ID>` (upper case, spaces as `_`), then `AWS_ENDPOINT_URL`.
+#[derive(Debug)]
+struct EnvEndpoints;
+
+impl LoadServiceConfig for EnvEndpoints {
+    fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
+        service_setting(key.env(), key.service_id(), env_value)
     }
-    config
+}
+
+/// `<env>_<SERVICE ID>` if set, else `<env>`, read through `lookup`.
+fn service_setting(
+    env: &str,
+    service_id: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Option<String> {
+    let service = service_id.to_ascii_uppercase().replace([' ', '-'], "_");
+    lookup(&format!("{env}_{service}")).or_else(|| lookup(env))
 }
 
 fn has_endpoint_override(config: &SdkConfig) -> bool {
@@ -156,5 +204,53 @@ impl AwsClients {
     /// Loads the configuration with `options` and builds every client.
     pub async fn load(options: &AwsOptions) -> Self {
         Self::new(&load_sdk_config(options).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_credential_types::provider::ProvideCredentials as _;
+
+    use super::*;
+
+    fn lookup<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn a_service_endpoint_beats_the_global_one() {
+        let vars = [
+            ("AWS_ENDPOINT_URL", "http://moto"),
+            ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "http://bedrock"),
+        ];
+        let get = |service| service_setting(ENDPOINT_URL, service, lookup(&vars));
+        assert_eq!(get("Bedrock Runtime").as_deref(), Some("http://bedrock"));
+        assert_eq!(get("DynamoDB").as_deref(), Some("http://moto"));
+        assert_eq!(service_setting(ENDPOINT_URL, "SQS", lookup(&[])), None);
+    }
+
+    #[tokio::test]
+    async fn explicit_options_win_over_the_environment() {
+        let options = AwsOptions {
+            region: Some("eu-west-1".to_owned()),
+            ..AwsOptions::emulator("http://127.0.0.1:1")
+        };
+        let config = load_sdk_config(&options).await;
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert_eq!(config.endpoint_url(), Some("http://127.0.0.1:1"));
+        // No service-specific endpoint from the environment can override the explicit one.
+        assert!(config.service_config().is_none());
+        assert!(config.http_client().is_some());
+        let credentials = config
+            .credentials_provider()
+            .expect("credentials")
+            .provide_credentials()
+            .await
+            .expect("test credentials");
+        assert_eq!(credentials.access_key_id(), "test");
     }
 }

@@ -14,6 +14,11 @@ pub mod tenant;
 pub mod trigger;
 pub mod webhook;
 
+#[cfg(feature = "sdk-http")]
+pub mod sdk_http;
+#[cfg(feature = "tls")]
+pub mod tls;
+
 #[cfg(feature = "aws")]
 pub mod aws;
 #[cfg(feature = "aws")]

@@ -14,9 +14,12 @@
 // The crate root resolves `mod` paths from tests/, hence the wrapper module.
 mod aws_adapters {
     pub mod support;
+    #[path = "../support/tls_server.rs"]
+    mod tls_server;
 
     mod claim_check;
     mod dynamodb;
     mod faults;
+    mod http_client;
     mod sqs;
 }

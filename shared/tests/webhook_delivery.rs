@@ -11,6 +11,9 @@
 
 #![cfg(feature = "webhook-client")]
 
+#[path = "support/tls_server.rs"]
+mod tls_server;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -419,6 +422,25 @@ async fn a_closed_port_is_a_connect_error() {
         Some(AttemptErrorKind::Connect),
         "{outcome:?}"
     );
+}
+
+#[tokio::test]
+async fn https_to_a_certificate_from_an_unknown_root_is_a_connect_error() {
+    // It would answer 204 to anyone who accepted its self-signed certificate.
+    let (address, mut handshakes) =
+        tls_server::untrusted_tls_server(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+    let secret = SigningSecret::generate();
+    let outcome = dev_client()
+        .deliver(&request(format!("https://{address}/ok"), &[&secret]))
+        .await;
+    assert_eq!(
+        outcome.error.as_ref().map(|e| e.kind),
+        Some(AttemptErrorKind::Connect),
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.status, None, "{outcome:?}");
+    let handshake = handshakes.recv().await.expect("the client connected");
+    assert!(handshake.is_err(), "the handshake succeeded");
 }
 
 #[tokio::test]

@@ -180,7 +180,10 @@ impl Database {
 /// SSO, credential processes, IMDS), as an operator's machine needs (the CLI).
 #[cfg(feature = "aws-credential-chain")]
 async fn signing_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(crate::sdk_http::http_client())
+        .load()
+        .await
 }
 
 /// Where the IAM token's credentials and region come from: the environment, which is where

@@ -3,7 +3,8 @@
 //! One [`WebhookClient`] is built per Lambda container and reused: it holds a
 //! connection pool. Every attempt is a single `POST` with the Standard
 //! Webhooks headers, a total time limit (15 s by default, from the first DNS
-//! query to the last byte read), rustls for TLS, and behind the SSRF guard:
+//! query to the last byte read), rustls for TLS with the compiled-in roots of
+//! [`crate::tls`] (no trust store is read at init), and behind the SSRF guard:
 //!
 //! - the client's DNS resolver is [`GuardedResolver`], so connections go only
 //!   to addresses the guard checked (no second lookup can rebind the name);
@@ -96,6 +97,7 @@ impl WebhookClient {
         resolver: GuardedResolver,
     ) -> Result<Self, ClientBuildError> {
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(crate::tls::client_config())
             .dns_resolver(resolver)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
