@@ -98,7 +98,7 @@ fn mocked_clients() -> AwsClients {
     AwsClients {
         dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &update]),
         sqs: mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&send]),
-        s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, []),
+        s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, []).into(),
     }
 }
 

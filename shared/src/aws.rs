@@ -11,6 +11,7 @@
 //! `us-east-1` when none is configured, and S3 uses path-style addressing,
 //! because `bucket.127.0.0.1` does not resolve.
 
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -183,21 +184,64 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(s3_config)
 }
 
+/// An S3 client built on first use (a ready client converts into one too).
+///
+/// Only large payloads go through S3 (claim checks), so most invocations never call it, and
+/// building an S3 client is the most expensive of the three (its endpoint rules and plugins:
+/// about 0.3 ms of a 2.5 ms init). A cold start should not pay for what its first request may
+/// not need. Cheap to clone: clones share the one client.
+#[derive(Clone)]
+pub struct LazyS3(Arc<LazyLock<aws_sdk_s3::Client, BuildS3>>);
+
+type BuildS3 = Box<dyn FnOnce() -> aws_sdk_s3::Client + Send>;
+
+impl LazyS3 {
+    /// The client [`s3_client`] builds from `config`, when it is first used.
+    pub fn new(config: &SdkConfig) -> Self {
+        let config = config.clone();
+        Self(Arc::new(LazyLock::new(Box::new(move || {
+            s3_client(&config)
+        }))))
+    }
+}
+
+impl From<aws_sdk_s3::Client> for LazyS3 {
+    fn from(client: aws_sdk_s3::Client) -> Self {
+        Self(Arc::new(LazyLock::new(Box::new(move || client))))
+    }
+}
+
+impl std::ops::Deref for LazyS3 {
+    type Target = aws_sdk_s3::Client;
+
+    fn deref(&self) -> &aws_sdk_s3::Client {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for LazyS3 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LazyS3")
+    }
+}
+
 /// The clients the event pipeline uses, built from one configuration.
 #[derive(Debug, Clone)]
 pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
-    pub s3: aws_sdk_s3::Client,
+    /// Built on first use (see [`LazyS3`]).
+    pub s3: LazyS3,
 }
 
 impl AwsClients {
-    /// Builds every client (cheap: no connection is made until the first call).
+    /// Builds the DynamoDB and SQS clients (cheap: no connection is made until the first
+    /// call), and S3 when first used.
     pub fn new(config: &SdkConfig) -> Self {
         Self {
             dynamodb: dynamodb_client(config),
             sqs: sqs_client(config),
-            s3: s3_client(config),
+            s3: LazyS3::new(config),
         }
     }
 

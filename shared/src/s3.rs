@@ -29,6 +29,7 @@
 //! cleanup easy. When enqueueing fails after the object was written, the
 //! producer may [`ClaimCheck::discard`] it, or leave it to the lifecycle rule.
 
+use crate::aws::LazyS3;
 use aws_sdk_s3::primitives::ByteStream;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -114,16 +115,17 @@ struct ReadEnvelope<'a> {
 /// Stores oversized queue bodies in one bucket; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ClaimCheck {
-    client: aws_sdk_s3::Client,
+    client: LazyS3,
     bucket: String,
     threshold: usize,
 }
 
 impl ClaimCheck {
-    /// Claims in `bucket`, for envelopes larger than [`DEFAULT_THRESHOLD`] bytes.
-    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
+    /// Claims in `bucket`, for envelopes larger than [`DEFAULT_THRESHOLD`] bytes. `client`: an
+    /// `aws_sdk_s3::Client`, or a [`LazyS3`] that is built when a claim is first stored or read.
+    pub fn new(client: impl Into<LazyS3>, bucket: impl Into<String>) -> Self {
         Self {
-            client,
+            client: client.into(),
             bucket: bucket.into(),
             threshold: DEFAULT_THRESHOLD,
         }

@@ -2,7 +2,7 @@
 //! `triggeriq::api::deliveries::retry`.
 
 use triggeriq::api::{self, deliveries};
-use triggeriq::aws::{AwsClients, AwsOptions};
+use triggeriq::aws::{AwsOptions, LazyS3, load_sdk_config, sqs_client};
 use triggeriq::pipeline::config::RetryDeliveryConfig;
 use triggeriq::postgres::Database;
 
@@ -10,7 +10,12 @@ use triggeriq::postgres::Database;
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = RetryDeliveryConfig::from_env()?;
-    let clients = AwsClients::load(&AwsOptions::from_env()).await;
-    let state = deliveries::RetryApi::new(Database::from_env()?, &clients, &config);
+    let sdk = load_sdk_config(&AwsOptions::from_env()).await;
+    let state = deliveries::RetryApi::new(
+        Database::from_env()?,
+        sqs_client(&sdk),
+        LazyS3::new(&sdk),
+        &config,
+    );
     api::run(state, deliveries::retry).await
 }

@@ -2,7 +2,7 @@
 //! `triggeriq::api::signing::rotate`.
 
 use triggeriq::api::{self, signing};
-use triggeriq::aws::{AwsClients, AwsOptions};
+use triggeriq::aws::{AwsOptions, dynamodb_client, load_sdk_config};
 use triggeriq::config::env_required;
 use triggeriq::dynamodb::{SigningSecretStore, Table};
 
@@ -10,9 +10,10 @@ use triggeriq::dynamodb::{SigningSecretStore, Table};
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let table_name = env_required("TABLE_NAME")?;
-    let clients = AwsClients::load(&AwsOptions::from_env()).await;
+    // DynamoDB only: each further SDK client costs init time.
+    let sdk = load_sdk_config(&AwsOptions::from_env()).await;
     let state = signing::SigningApi {
-        secrets: SigningSecretStore::new(Table::new(clients.dynamodb, table_name)),
+        secrets: SigningSecretStore::new(Table::new(dynamodb_client(&sdk), table_name)),
     };
     api::run(state, signing::rotate).await
 }

@@ -8,7 +8,7 @@ use lambda_http::{Body, Request, Response};
 
 use super::firings::DeliveryView;
 use super::{ApiError, json, path_id, tenant};
-use crate::aws::AwsClients;
+use crate::aws::LazyS3;
 use crate::consumers::evaluate::payload;
 use crate::pipeline::config::{DELIVERY_BODY_THRESHOLD, RetryDeliveryConfig};
 use crate::pipeline::outbox::{Outbox, Outgoing};
@@ -26,13 +26,18 @@ pub struct RetryApi {
 }
 
 impl RetryApi {
-    pub fn new(db: Database, clients: &AwsClients, config: &RetryDeliveryConfig) -> Self {
-        let sqs = SqsSender::new(clients.sqs.clone());
+    /// SQS and S3 only (S3 when first used): the route never calls DynamoDB.
+    pub fn new(
+        db: Database,
+        sqs: aws_sdk_sqs::Client,
+        s3: impl Into<LazyS3>,
+        config: &RetryDeliveryConfig,
+    ) -> Self {
+        let sqs = SqsSender::new(sqs);
         Self {
             db,
             outbox: Outbox::new(
-                ClaimCheck::new(clients.s3.clone(), &config.bucket_name)
-                    .with_threshold(DELIVERY_BODY_THRESHOLD),
+                ClaimCheck::new(s3, &config.bucket_name).with_threshold(DELIVERY_BODY_THRESHOLD),
                 sqs.clone(),
                 &config.deliveries_queue_url,
             ),

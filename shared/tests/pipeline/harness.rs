@@ -151,7 +151,8 @@ impl Stack {
     pub fn retry_api(&self) -> RetryApi {
         RetryApi::new(
             Database::from_pool(self.pool.clone()),
-            &self.clients,
+            self.clients.sqs.clone(),
+            self.clients.s3.clone(),
             &RetryDeliveryConfig {
                 bucket_name: self.bucket.clone(),
                 deliveries_queue_url: self.deliveries_queue.clone(),
