@@ -96,8 +96,8 @@ fn mocked_clients() -> AwsClients {
         .then_output(|| UpdateItemOutput::builder().build());
     let send = mock!(aws_sdk_sqs::Client::send_message_batch).then_compute_output(sqs_ok);
     AwsClients {
-        dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &update]),
-        sqs: mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&send]),
+        dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &update]).into(),
+        sqs: mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&send]).into(),
         s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, []).into(),
     }
 }

@@ -25,6 +25,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::aws::Lazy;
 use aws_sdk_sqs::error::{ProvideErrorMetadata as _, SdkError};
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use aws_smithy_types::error::display::DisplayErrorContext;
@@ -161,16 +162,16 @@ impl SendError {
 /// Sends messages to SQS queues; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SqsSender {
-    client: aws_sdk_sqs::Client,
+    client: Lazy<aws_sdk_sqs::Client>,
     limits: SqsLimits,
     max_in_flight: usize,
 }
 
 impl SqsSender {
     /// A sender with the default limits and at most 8 calls in flight.
-    pub fn new(client: aws_sdk_sqs::Client) -> Self {
+    pub fn new(client: impl Into<Lazy<aws_sdk_sqs::Client>>) -> Self {
         Self {
-            client,
+            client: client.into(),
             limits: SqsLimits::default(),
             max_in_flight: 8,
         }

@@ -415,7 +415,7 @@ async fn serve(args: &DevArgs, watch: &mut Option<Watch>) -> anyhow::Result<Stri
             .next()
             .map(|t| t.name.clone())
             .context("the demo receiver reads signing secrets from the template's table, and it has none")?;
-        let router = receiver::Receiver::new(clients.dynamodb.clone(), &table).router();
+        let router = receiver::Receiver::new((*clients.dynamodb).clone(), &table).router();
         tasks.spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
@@ -596,7 +596,7 @@ fn start_pollers(
             visibility_timeout: queue.visibility_timeout,
             poll_interval: args.poll_interval,
             wake: wakers.subscribe(&queue.name),
-            sqs: clients.sqs.clone(),
+            sqs: (*clients.sqs).clone(),
             invoker: invoker.clone(),
         });
         let workers = mapping

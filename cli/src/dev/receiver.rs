@@ -172,7 +172,7 @@ mod tests {
         triggeriq::dynamodb::create_table(&clients.dynamodb, &table)
             .await
             .expect("table");
-        let receiver = Receiver::new(clients.dynamodb.clone(), &table);
+        let receiver = Receiver::new((*clients.dynamodb).clone(), &table);
         let tenant = uuid::Uuid::new_v4().to_string();
         let now = chrono::Utc::now();
         let secrets = receiver

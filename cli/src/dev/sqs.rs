@@ -476,7 +476,7 @@ mod tests {
         });
         let task = tokio::spawn(
             poller(
-                clients.sqs.clone(),
+                (*clients.sqs).clone(),
                 &url,
                 &arn,
                 invoker.clone(),
@@ -551,7 +551,7 @@ mod tests {
             })
         });
         let p = poller(
-            clients.sqs.clone(),
+            (*clients.sqs).clone(),
             &url,
             &arn,
             invoker,
@@ -579,7 +579,7 @@ mod tests {
         let name = url.rsplit('/').next().expect("queue name").to_owned();
         let invoker = FakeInvoker::new(|_, _| Ok(json!({})));
         let mut p = poller(
-            clients.sqs.clone(),
+            (*clients.sqs).clone(),
             &url,
             &arn,
             invoker.clone(),
@@ -638,7 +638,7 @@ mod tests {
         });
         let task = tokio::spawn(
             poller(
-                clients.sqs.clone(),
+                (*clients.sqs).clone(),
                 &url,
                 &arn,
                 invoker,

@@ -2,7 +2,7 @@
 //! `triggeriq::api::deliveries::retry`.
 
 use triggeriq::api::{self, deliveries};
-use triggeriq::aws::{AwsOptions, LazyS3, load_sdk_config, sqs_client};
+use triggeriq::aws::{AwsOptions, lazy, load_sdk_config, s3_client, sqs_client};
 use triggeriq::pipeline::config::RetryDeliveryConfig;
 use triggeriq::postgres::Database;
 
@@ -14,7 +14,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let state = deliveries::RetryApi::new(
         Database::from_env()?,
         sqs_client(&sdk),
-        LazyS3::new(&sdk),
+        lazy(&sdk, s3_client),
         &config,
     );
     api::run(state, deliveries::retry).await

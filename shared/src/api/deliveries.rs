@@ -8,7 +8,7 @@ use lambda_http::{Body, Request, Response};
 
 use super::firings::DeliveryView;
 use super::{ApiError, json, path_id, tenant};
-use crate::aws::LazyS3;
+use crate::aws::{Lazy, LazyS3};
 use crate::consumers::evaluate::payload;
 use crate::pipeline::config::{DELIVERY_BODY_THRESHOLD, RetryDeliveryConfig};
 use crate::pipeline::outbox::{Outbox, Outgoing};
@@ -29,7 +29,7 @@ impl RetryApi {
     /// SQS and S3 only (S3 when first used): the route never calls DynamoDB.
     pub fn new(
         db: Database,
-        sqs: aws_sdk_sqs::Client,
+        sqs: impl Into<Lazy<aws_sdk_sqs::Client>>,
         s3: impl Into<LazyS3>,
         config: &RetryDeliveryConfig,
     ) -> Self {

@@ -32,6 +32,7 @@ pub mod signing_secrets;
 
 use std::collections::HashMap;
 
+use crate::aws::Lazy;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
@@ -79,15 +80,15 @@ impl DynamoError {
 /// The table and the client that reaches it; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Table {
-    client: aws_sdk_dynamodb::Client,
+    client: Lazy<aws_sdk_dynamodb::Client>,
     name: String,
 }
 
 impl Table {
     /// The table `name`, reached through `client`.
-    pub fn new(client: aws_sdk_dynamodb::Client, name: impl Into<String>) -> Self {
+    pub fn new(client: impl Into<Lazy<aws_sdk_dynamodb::Client>>, name: impl Into<String>) -> Self {
         Self {
-            client,
+            client: client.into(),
             name: name.into(),
         }
     }

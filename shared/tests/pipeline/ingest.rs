@@ -329,7 +329,7 @@ async fn sqs_failing_mid_batch_rejects_exactly_those_events_and_releases_their_c
                 .with_initial_backoff(Duration::from_millis(1))
         ));
     let faulty = AwsClients {
-        sqs,
+        sqs: sqs.into(),
         ..stack.clients.clone()
     };
     let api = stack.ingest_with(&faulty, stack.ingest_config());
@@ -390,7 +390,7 @@ async fn sqs_failing_mid_batch_rejects_exactly_those_events_and_releases_their_c
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1)));
     let api = stack.ingest_with(
         &AwsClients {
-            sqs,
+            sqs: sqs.into(),
             ..stack.clients.clone()
         },
         stack.ingest_config(),
