@@ -11,9 +11,10 @@
 //! What the SDK asks of a client is kept: the connect timeout (`HttpConnectorSettings`) bounds
 //! the TCP connection, the read timeout bounds the wait for the response head, and errors are
 //! classified the way the SDK's retry strategy expects (connection failures and closed
-//! connections are transient I/O errors, timeouts are timeouts). One thing the SDK's client does
-//! that this one does not: "connection poisoning" (dropping a pooled connection after a timeout
-//! on it); a connection that failed is dropped by hyper's pool anyway.
+//! connections are transient I/O errors, timeouts are timeouts). One thing the SDK's client
+//! has that this one does not: "connection poisoning" (the SDK marking a pooled connection not
+//! to be reused after some failures). The gap is small: hyper drops a connection whose request
+//! failed or was abandoned (a timeout drops the request's future, and the connection with it).
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
