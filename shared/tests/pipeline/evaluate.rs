@@ -308,7 +308,9 @@ async fn trigger_changes_reach_the_cache_within_its_bound(pool: PgPool) {
         .trigger(t, payment_trigger("https://hooks.example.com/a", None))
         .await;
     let mut config = stack.evaluate_config();
-    config.trigger_cache_max_age = Duration::from_millis(300);
+    // Long enough that a loaded machine still evaluates k-2 inside it (300 ms was not, once,
+    // with a release build running beside the tests), short enough to wait out.
+    config.trigger_cache_max_age = Duration::from_secs(3);
     let evaluator = stack.evaluator_with(config);
     let messages = ingested(
         &stack,
@@ -335,7 +337,7 @@ async fn trigger_changes_reach_the_cache_within_its_bound(pool: PgPool) {
     let stale = evaluator.evaluate(&by_id["k-2"]).await.unwrap();
     assert_eq!(stale.matched, vec![trigger.id.0], "served from the cache");
     // …and after it, the revision moved and the deleted trigger is gone.
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
     let fresh = evaluator.evaluate(&by_id["k-3"]).await.unwrap();
     assert!(fresh.matched.is_empty(), "{fresh:?}");
 }
