@@ -20,6 +20,8 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 
+use crate::config::{aws_region_from_env, env_optional};
+
 /// How to load the SDK configuration.
 #[derive(Debug, Clone)]
 pub struct AwsOptions {
@@ -117,14 +119,13 @@ pub async fn load_sdk_config(options: &AwsOptions) -> SdkConfig {
         Some(endpoint) => Some(endpoint.clone()),
         None => {
             builder.set_service_config(Some(EnvEndpoints));
-            env_value(ENDPOINT_URL)
+            env_optional(ENDPOINT_URL)
         }
     };
     let region = options
         .region
         .clone()
-        .or_else(|| env_value("AWS_REGION"))
-        .or_else(|| env_value("AWS_DEFAULT_REGION"))
+        .or_else(aws_region_from_env)
         // An emulator does not care about the region, but the SDK refuses to sign without one.
         .or_else(|| endpoint.as_ref().map(|_| "us-east-1".to_owned()));
     builder.set_endpoint_url(endpoint);
@@ -134,11 +135,6 @@ pub async fn load_sdk_config(options: &AwsOptions) -> SdkConfig {
 
 const ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 
-/// A non-empty environment variable.
-fn env_value(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
 /// Service-specific endpoints from the environment, as aws-config reads them:
 /// `AWS_ENDPOINT_URL_<SERVICE ID>` (upper case, spaces as `_`), then `AWS_ENDPOINT_URL`.
 #[derive(Debug)]
@@ -146,7 +142,7 @@ struct EnvEndpoints;
 
 impl LoadServiceConfig for EnvEndpoints {
     fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
-        service_setting(key.env(), key.service_id(), env_value)
+        service_setting(key.env(), key.service_id(), env_optional)
     }
 }
 

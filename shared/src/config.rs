@@ -30,13 +30,23 @@ where
 
 /// Reads a required variable.
 pub fn env_required(name: &str) -> Result<String, ConfigError> {
-    match std::env::var(name) {
-        Ok(raw) if !raw.trim().is_empty() => Ok(raw.trim().to_owned()),
-        _ => Err(ConfigError {
-            name: name.to_owned(),
-            reason: "is required".into(),
-        }),
-    }
+    env_optional(name).ok_or_else(|| ConfigError {
+        name: name.to_owned(),
+        reason: "is required".into(),
+    })
+}
+
+/// Reads `name`, trimmed; `None` when unset or empty.
+pub fn env_optional(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|raw| raw.trim().to_owned())
+        .filter(|value| !value.is_empty())
+}
+
+/// The AWS region Lambda sets: `AWS_REGION`, else `AWS_DEFAULT_REGION`.
+pub fn aws_region_from_env() -> Option<String> {
+    env_optional("AWS_REGION").or_else(|| env_optional("AWS_DEFAULT_REGION"))
 }
 
 /// Settings of the HTTP API functions.

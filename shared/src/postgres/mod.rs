@@ -192,10 +192,7 @@ async fn signing_config() -> aws_config::SdkConfig {
 /// (about half of an API route's binary).
 #[cfg(not(feature = "aws-credential-chain"))]
 async fn signing_config() -> aws_config::SdkConfig {
-    let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
-        .into_iter()
-        .find_map(|name| std::env::var(name).ok().filter(|r| !r.trim().is_empty()))
-        .map(aws_config::Region::new);
+    let region = crate::config::aws_region_from_env().map(aws_config::Region::new);
     aws_config::SdkConfig::builder()
         .region(region)
         .credentials_provider(
