@@ -7,30 +7,48 @@ export DATABASE_URL ?= postgres://postgres:postgres@127.0.0.1:5432/triggeriq
 TOOLS ?= $(HOME)/.cache/triggeriq/tools
 SQLX := PATH="$(TOOLS)/bin:$$PATH" cargo sqlx
 
-.PHONY: help setup services dev e2e test fmt-check no-openssl ring-only clippy sqlx-check sqlx-prepare unit lint-infra build coldstart migrate
+.PHONY: fuzz help setup sqlx-cli services dev cli e2e test fmt-check no-openssl ring-only clippy sqlx-check sqlx-prepare unit lint-infra build coldstart migrate
 
 help:
 	@echo "make dev          run TriggerIQ locally (Ctrl-C stops it)"
+	@echo "make cli          build the triggeriq CLI as make dev does (cargo run --bin triggeriq then starts at once)"
 	@echo "make e2e          start the local stack, run the end-to-end tests, stop it"
 	@echo "make test         everything CI checks: fmt, clippy, .sqlx freshness, tests, infra lint"
 	@echo "make build        release arm64 zips of every function (cargo lambda), with their sizes"
 	@echo "make coldstart    cold-start table: every function against hello-world Lambdas"
 	@echo "make sqlx-prepare refresh .sqlx/ after changing a query"
 
+# PostgreSQL, curl, .venv with moto and cargo-lambda: what `make dev` needs.
 setup:
 	scripts/setup.sh
+
+# sqlx-cli: only the .sqlx checks and `make migrate` use it (minutes to compile, once).
+sqlx-cli: setup
+	scripts/sqlx-cli.sh
 
 # Postgres (and, with the pipeline, the AWS emulator) on 127.0.0.1.
 services: setup
 	scripts/postgres.sh >/dev/null
 
-migrate: services
+migrate: services sqlx-cli
 	$(SQLX) migrate run --source shared/migrations
 
-# scripts/dev.sh installs what is missing, starts Postgres and moto when they are not running
-# (and stops them again on Ctrl-C), migrates and runs `triggeriq dev`.
+# scripts/dev.sh installs what is missing (not sqlx-cli), starts Postgres and moto when they are
+# not running (and stops them again on Ctrl-C), builds everything and runs `triggeriq dev`,
+# which applies the migrations itself.
 dev:
 	scripts/dev.sh
+
+# The CLI and the functions in one cargo build of the whole workspace, as `make dev` builds them:
+# `cargo run --bin triggeriq` (and cargo lambda watch's `cargo run --bin <function>`) select the
+# whole workspace too, so they find everything built and start at once. (`-p triggeriq-cli`
+# would select other features and rebuild.)
+cli:
+	SQLX_OFFLINE=true cargo build --workspace --bins
+
+# The fuzz targets for FUZZ_SECONDS each (60 by default), on the stable toolchain.
+fuzz:
+	scripts/fuzz.sh
 
 # The same stack on ports of its own, the end-to-end tests against it, then everything stopped.
 e2e:

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # `make dev`: runs the whole of TriggerIQ on this machine.
 #
-# Installs what is missing (scripts/setup.sh), starts PostgreSQL and the AWS emulator (moto)
-# unless they already run, builds the CLI and every function, then runs `triggeriq dev`, which
-# creates the queues, table and bucket of template.yaml in moto, applies the migrations, keeps
-# the demo tenant in place, starts `cargo lambda watch` and serves the API. Ctrl-C stops what
+# Installs what is missing (scripts/setup.sh: no sqlx-cli), starts PostgreSQL and the AWS
+# emulator (moto) unless they already run, builds the CLI and every function in one cargo build,
+# then runs `triggeriq dev`, which creates the queues, table and bucket of template.yaml in moto,
+# applies the migrations (compiled into it), keeps the demo tenant in place, starts
+# `cargo lambda watch` and serves the API. Ctrl-C stops what
 # this script started, and nothing else: a PostgreSQL or moto that was already running is left
 # running.
 #
@@ -22,6 +23,10 @@ moto_port="${MOTO_PORT:-5000}"
 export MOTO_ENDPOINT="http://127.0.0.1:$moto_port"
 export PATH="$root/.venv/bin:$PATH"
 target="${CARGO_TARGET_DIR:-$root/target}"
+# The queries are checked against the committed .sqlx data, not the database: on a first run
+# the database has no schema until `triggeriq dev` migrates it. cargo lambda watch inherits this
+# when it rebuilds a function you changed.
+export SQLX_OFFLINE=true
 
 started_postgres=""
 moto_pid=""
@@ -53,8 +58,6 @@ if ! pg_online; then
   say "starting PostgreSQL $started_postgres (stopped again on exit)"
 fi
 scripts/postgres.sh >/dev/null
-# Before building: the query macros check the queries against this schema.
-"${TRIGGERIQ_TOOLS:-$HOME/.cache/triggeriq/tools}/bin/cargo-sqlx" sqlx migrate run --source shared/migrations >/dev/null
 
 # --- moto ------------------------------------------------------------------------------------
 moto_answers() {
@@ -90,13 +93,14 @@ else
 fi
 
 # --- build -------------------------------------------------------------------------------------
-# One function at a time, as cargo lambda watch builds them (each package has its own feature
-# set), so that the first request does not wait for a compiler.
-say "building the CLI and the functions (the first time takes several minutes)"
-cargo build --quiet -p triggeriq-cli --bin triggeriq
-for dir in functions/*/; do
-  cargo build --quiet --bin "$(basename "$dir")"
-done
+# One cargo build of the whole workspace: the CLI and every function, with cargo's progress.
+# Whole-workspace is what cargo lambda watch's `cargo run --bin <function>` and a later
+# `cargo run --bin triggeriq` select, so neither finds anything left to compile (`make cli`).
+functions=(functions/*/)
+say "building the CLI and the ${#functions[@]} functions (the first time takes several minutes)"
+started=$SECONDS
+cargo build --workspace --bins
+say "built in $((SECONDS - started)) s"
 
 # --- run -------------------------------------------------------------------------------------
 "$target/debug/triggeriq" dev --demo "$@"

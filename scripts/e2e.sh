@@ -6,7 +6,12 @@
 # Ports: API 3010, cargo lambda watch 9010, moto 5010, receiver 9110, Bedrock stand-in 9111
 # (override with E2E_API_PORT, E2E_WATCH_PORT, E2E_MOTO_PORT, E2E_RECEIVER_PORT,
 # E2E_BEDROCK_PORT). Set E2E_SKIP_LATENCY=1 to leave out the 1,000-event latency run, and
-# E2E_LATENCY_EVENTS / E2E_LATENCY_RATE to change its size and pace (1,000 at 50/s).
+# E2E_LATENCY_EVENTS / E2E_LATENCY_RATE to change its size and pace (1,000 at 50/s);
+# E2E_SKIP_FAULTS=1 to leave out the fault-injection run (E2E_FAULT_EVENTS, 1,000) and
+# E2E_SKIP_SCHEMATHESIS=1 the generated requests (E2E_SCHEMATHESIS_EXAMPLES per operation).
+#
+# The stack runs with a short webhook retry schedule and queue visibility timeouts capped at
+# 10 s, so that the retries and redeliveries the fault injection causes finish in minutes.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
@@ -52,7 +57,9 @@ echo "==> starting the stack (scripts/dev.sh; log $log)"
 # A process group of its own (job control on for this one job), so that it can be stopped as
 # a whole, as Ctrl-C stops `make dev`.
 set -m
-bash scripts/dev.sh --ready-file "$work/ready.json" >"$log" 2>&1 &
+bash scripts/dev.sh --ready-file "$work/ready.json" \
+  --function-env WEBHOOK_RETRY_SCHEDULE=1s,2s,4s,8s,15s,30s,60s \
+  --max-visibility-timeout 10s --no-reload >"$log" 2>&1 &
 stack_pid=$!
 set +m
 # The first run builds every function: allow for it.
@@ -74,10 +81,32 @@ export TRIGGERIQ_E2E_READY="$work/ready.json"
 # The stack's output: what `make dev` prints (the demo curl lines) and the demo receiver's lines.
 export TRIGGERIQ_E2E_LOG="$log"
 status=0
-cargo test -p triggeriq-cli --test e2e -- --ignored --test-threads=1 --nocapture --skip latency_report || status=$?
+cargo test -p triggeriq-cli --test e2e -- --ignored --test-threads=1 --nocapture --skip latency_report --skip fault_injection_report || status=$?
 # The latency run last and alone: the load it puts on the stack cannot disturb the others.
 if ((status == 0)) && [[ -z "${E2E_SKIP_LATENCY:-}" ]]; then
   cargo test -p triggeriq-cli --test e2e -- --ignored --nocapture --exact latency_report || status=$?
+fi
+# Generated requests from openapi.yaml: no 5xx, every answer as described.
+if ((status == 0)) && [[ -z "${E2E_SKIP_SCHEMATHESIS:-}" ]]; then
+  echo "==> schemathesis against the stack"
+  bin="${CARGO_TARGET_DIR:-$root/target}/debug/triggeriq"
+  field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+  created=$("$bin" tenant create "schemathesis" --json)
+  key=$(field api_key <<<"$created")
+  tenant=$(field tenant_id <<<"$created")
+  # The access cases: a read-only key of the same tenant, a key of another tenant, and a key
+  # of a suspended tenant (never used before its suspension, so no cached answer lets it in).
+  READ_KEY=$("$bin" api-key create --tenant "$tenant" --scope read --name read-only --json | field api_key)
+  OTHER_KEY=$("$bin" tenant create "schemathesis-other" --json | field api_key)
+  suspended=$("$bin" tenant create "schemathesis-suspended" --json)
+  SUSPENDED_KEY=$(field api_key <<<"$suspended")
+  "$bin" tenant suspend "$(field tenant_id <<<"$suspended")"
+  export READ_KEY OTHER_KEY SUSPENDED_KEY
+  scripts/schemathesis.sh "$TRIGGERIQ_E2E_API" "$key" "${E2E_SCHEMATHESIS_EXAMPLES:-80}" || status=$?
+fi
+# Faults last: they restart PostgreSQL and freeze moto under load.
+if ((status == 0)) && [[ -z "${E2E_SKIP_FAULTS:-}" ]]; then
+  cargo test -p triggeriq-cli --test e2e -- --ignored --nocapture --exact fault_injection_report || status=$?
 fi
 if ((status != 0)); then
   echo "==> the end-to-end tests failed; the stack's last lines:" >&2

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what TriggerIQ's tests and local stack need and is missing on this machine:
-# PostgreSQL and curl (apt), a Python virtualenv at .venv with moto's server and cargo-lambda (PyPI),
-# and sqlx-cli (crates.io, cached under ~/.cache/triggeriq/tools). Safe to run again.
+# Installs what TriggerIQ's local stack (`make dev`) and tests need and is missing on this
+# machine: PostgreSQL and curl (apt), a Python virtualenv at .venv with moto's server and
+# cargo-lambda (PyPI). Seconds once cached. sqlx-cli, which only the .sqlx checks need and which
+# takes minutes to compile, is scripts/sqlx-cli.sh's (`make test` runs both). Safe to run again.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -39,11 +40,4 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "${PY_PACKAGES[*]}" ]]; then
   echo "${PY_PACKAGES[*]}" >"$stamp"
 fi
 
-# --- sqlx-cli (for the .sqlx freshness check) -----------------------------------------------
-tools="${TRIGGERIQ_TOOLS:-$HOME/.cache/triggeriq/tools}"
-if [[ ! -x "$tools/bin/cargo-sqlx" ]]; then
-  say "installing sqlx-cli into $tools (a few minutes, once)"
-  cargo install sqlx-cli --version 0.8.6 --locked --no-default-features --features postgres,rustls \
-    --root "$tools" --quiet
-fi
 say "setup done"

@@ -5,8 +5,29 @@ use clap::{Args, Subcommand};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use triggeriq::postgres::{api_keys, tenants};
-use triggeriq::tenant::TenantId;
+use triggeriq::tenant::{Scope, Scopes, TenantId};
 use uuid::Uuid;
+
+/// `--scope`: repeatable, or a comma-separated list; each one of ingest, read, admin.
+#[derive(Args)]
+pub struct ScopeArgs {
+    /// What the key may do: ingest (POST /v1/events), read (GET routes, POST
+    /// /v1/patterns/test), admin (trigger writes, delivery retries, the signing secret).
+    /// Repeat it or separate with commas: --scope ingest,read.
+    #[arg(long = "scope", value_name = "SCOPE", value_delimiter = ',',
+          value_parser = ["ingest", "read", "admin"])]
+    scopes: Vec<String>,
+}
+
+impl ScopeArgs {
+    /// The scopes named, or `default` when none is.
+    fn or(&self, default: Scopes) -> anyhow::Result<Scopes> {
+        if self.scopes.is_empty() {
+            return Ok(default);
+        }
+        Scopes::parse_list(&self.scopes.join(",")).map_err(|e| anyhow::anyhow!("--scope: {e}"))
+    }
+}
 
 #[derive(Args)]
 pub struct DbArgs {
@@ -17,9 +38,13 @@ pub struct DbArgs {
 
 #[derive(Subcommand)]
 pub enum TenantCmd {
-    /// Create a tenant and its first API key; prints both (the key is shown only once).
+    /// Create a tenant and its first API key; prints both (the key is shown only once). The
+    /// first key has every scope unless --scope says otherwise: it is the tenant's
+    /// administrator's key, which makes the narrower keys for producers and dashboards.
     Create {
         name: String,
+        #[command(flatten)]
+        scopes: ScopeArgs,
         /// Use this tenant id instead of a fresh one (demo and test tenants).
         #[arg(long)]
         id: Option<Uuid>,
@@ -40,14 +65,30 @@ pub enum TenantCmd {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Suspend a tenant: the API refuses every key of it (within the authorizer cache's 60 s).
+    /// Events it sent before are still evaluated and delivered; its data is kept.
+    Suspend {
+        id: Uuid,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Lift a tenant's suspension: its keys work again (within 60 s).
+    Resume {
+        id: Uuid,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum ApiKeyCmd {
-    /// Create an API key for a tenant; prints it once.
+    /// Create an API key for a tenant; prints it once. --scope is required: choose what the
+    /// key is for (a producer needs only ingest).
     Create {
         #[arg(long)]
         tenant: Uuid,
+        #[command(flatten)]
+        scopes: ScopeArgs,
         /// A label to tell keys apart.
         #[arg(long, default_value = "")]
         name: String,
@@ -65,7 +106,7 @@ pub enum ApiKeyCmd {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Revoke a key. Requests with it fail once the authorizer's cache (5 minutes) expires.
+    /// Revoke a key. Requests with it fail once the authorizer's cache (60 s) expires.
     Revoke {
         #[arg(long)]
         tenant: Uuid,
@@ -101,11 +142,13 @@ pub async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
     match cmd {
         TenantCmd::Create {
             name,
+            scopes,
             id,
             api_key,
             json,
             db,
         } => {
+            let scopes = scopes.or(Scopes::ALL)?;
             let name = name.trim();
             if name.is_empty() || name.chars().count() > 200 {
                 bail!("a tenant name must be 1 to 200 characters");
@@ -131,24 +174,34 @@ pub async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
             let (key_id, key) = match api_key {
                 Some(chosen) => {
                     let key_id = Uuid::now_v7();
-                    crate::dev::demo::insert_key(&mut *tx, tenant.id, key_id, &chosen, "first key")
-                        .await?;
+                    triggeriq_local::demo::insert_key(
+                        &mut *tx,
+                        tenant.id,
+                        key_id,
+                        &chosen,
+                        "first key",
+                        scopes,
+                    )
+                    .await?;
                     (key_id, chosen)
                 }
                 None => {
-                    let (key_id, key) = api_keys::create(&mut *tx, tenant.id, "first key").await?;
+                    let (key_id, key) =
+                        api_keys::create(&mut *tx, tenant.id, "first key", scopes).await?;
                     (key_id, key.plain)
                 }
             };
             tx.commit().await?;
             if json {
                 print_json(&serde_json::json!({
-                    "tenant_id": tenant.id, "name": tenant.name, "api_key_id": key_id, "api_key": key
+                    "tenant_id": tenant.id, "name": tenant.name, "api_key_id": key_id,
+                    "api_key": key, "scopes": scopes
                 }))
             } else {
                 println!("tenant_id  {}", tenant.id);
                 println!("api_key_id {key_id}");
                 println!("api_key    {key}");
+                println!("scopes     {scopes}");
                 eprintln!("Keep the key now: it cannot be shown again.");
                 Ok(())
             }
@@ -159,12 +212,33 @@ pub async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
                 return print_json(&all);
             }
             for t in all {
+                let state = t.suspended_at.map_or("active".to_owned(), |at| {
+                    format!("suspended {}", at.format("%Y-%m-%dT%H:%M:%SZ"))
+                });
                 println!(
-                    "{}  {}  {}",
+                    "{}  {}  {}  {}",
                     t.id,
                     t.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                    state,
                     t.name
                 );
+            }
+            Ok(())
+        }
+        TenantCmd::Suspend { id, db } => {
+            match tenants::suspend(&connect(&db).await?, TenantId(id)).await? {
+                None => bail!("no tenant {id}"),
+                Some(true) => println!("suspended {id}"),
+                Some(false) => println!("{id} was already suspended"),
+            }
+            eprintln!("Its keys are refused within 60 s (the authorizer's cache).");
+            Ok(())
+        }
+        TenantCmd::Resume { id, db } => {
+            match tenants::resume(&connect(&db).await?, TenantId(id)).await? {
+                None => bail!("no tenant {id}"),
+                Some(true) => println!("resumed {id}"),
+                Some(false) => println!("{id} was not suspended"),
             }
             Ok(())
         }
@@ -175,21 +249,32 @@ pub async fn api_key(cmd: ApiKeyCmd) -> anyhow::Result<()> {
     match cmd {
         ApiKeyCmd::Create {
             tenant,
+            scopes,
             name,
             json,
             db,
         } => {
+            let scopes = scopes.or(Scopes::NONE)?;
+            if scopes.is_empty() {
+                bail!(
+                    "--scope is required: say what the key may do ({}), e.g. --scope ingest for a producer",
+                    Scope::ALL.map(Scope::as_str).join(", ")
+                );
+            }
             let pool = connect(&db).await?;
             let tenant = TenantId(tenant);
             if tenants::get(&pool, tenant).await?.is_none() {
                 bail!("no tenant {tenant}");
             }
-            let (key_id, key) = api_keys::create(&pool, tenant, &name).await?;
+            let (key_id, key) = api_keys::create(&pool, tenant, &name, scopes).await?;
             if json {
-                print_json(&serde_json::json!({ "api_key_id": key_id, "api_key": key.plain }))
+                print_json(&serde_json::json!({
+                    "api_key_id": key_id, "api_key": key.plain, "scopes": scopes
+                }))
             } else {
                 println!("api_key_id {key_id}");
                 println!("api_key    {}", key.plain);
+                println!("scopes     {scopes}");
                 eprintln!("Keep the key now: it cannot be shown again.");
                 Ok(())
             }
@@ -203,7 +288,14 @@ pub async fn api_key(cmd: ApiKeyCmd) -> anyhow::Result<()> {
                 let state = k.revoked_at.map_or("active".to_owned(), |t| {
                     format!("revoked {}", t.format("%Y-%m-%dT%H:%M:%SZ"))
                 });
-                println!("{}  {}…  {}  {}", k.id, k.prefix, state, k.name);
+                println!(
+                    "{}  {}…  {}  {}  {}",
+                    k.id,
+                    k.prefix,
+                    state,
+                    k.scopes.to_string().replace(' ', ","),
+                    k.name
+                );
             }
             Ok(())
         }

@@ -1,7 +1,6 @@
 //! `triggeriq`: operator and developer command line.
 
 mod admin;
-mod dev;
 mod pattern_cmd;
 
 use std::process::ExitCode;
@@ -33,7 +32,7 @@ enum Command {
     #[command(subcommand)]
     Db(admin::DbCmd),
     /// Run the whole stack locally from template.yaml (what `make dev` starts).
-    Dev(dev::DevArgs),
+    Dev(Box<triggeriq_local::DevArgs>),
 }
 
 #[tokio::main]
@@ -44,7 +43,9 @@ async fn main() -> ExitCode {
         Command::Tenant(cmd) => admin::tenant(cmd).await.map(|()| ExitCode::SUCCESS),
         Command::ApiKey(cmd) => admin::api_key(cmd).await.map(|()| ExitCode::SUCCESS),
         Command::Db(cmd) => admin::db(cmd).await.map(|()| ExitCode::SUCCESS),
-        Command::Dev(args) => dev::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Dev(args) => triggeriq_local::run(*args)
+            .await
+            .map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

@@ -5,7 +5,7 @@ use std::process::Command;
 use serde_json::Value;
 use sqlx::PgPool;
 use triggeriq::postgres::api_keys;
-use triggeriq::tenant::TenantId;
+use triggeriq::tenant::{Scope, Scopes, TenantId};
 
 /// The URL of the test's own database (sqlx::test made it from DATABASE_URL).
 fn url_of(pool: &PgPool) -> String {
@@ -64,7 +64,7 @@ async fn api_keys_can_be_created_listed_and_revoked(pool: PgPool) {
     let (ok, out, err) = triggeriq(
         &pool,
         &[
-            "api-key", "create", "--tenant", &tenant, "--name", "ci", "--json",
+            "api-key", "create", "--tenant", &tenant, "--name", "ci", "--scope", "read", "--json",
         ],
     );
     assert!(ok, "{err}");
@@ -173,4 +173,126 @@ fn a_chosen_api_key_must_look_like_a_tiq_key() {
             "{stderr}"
         );
     }
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn key_scopes_are_chosen_with_scope_flags_and_stored(pool: PgPool) {
+    // tenant create: the first key has every scope unless told otherwise.
+    let (ok, out, err) = triggeriq(&pool, &["tenant", "create", "Acme", "--json"]);
+    assert!(ok, "{err}");
+    let created = json(&out);
+    assert_eq!(
+        created["scopes"],
+        serde_json::json!(["ingest", "read", "admin"])
+    );
+    let tenant = created["tenant_id"].as_str().expect("tenant").to_owned();
+    let owner = api_keys::authenticate(&pool, created["api_key"].as_str().expect("key"))
+        .await
+        .expect("query")
+        .expect("works");
+    assert_eq!(owner.scopes, Scopes::ALL);
+
+    let (ok, out, err) = triggeriq(
+        &pool,
+        &["tenant", "create", "Narrow", "--scope", "read", "--json"],
+    );
+    assert!(ok, "{err}");
+    let narrow = json(&out);
+    assert_eq!(narrow["scopes"], serde_json::json!(["read"]));
+
+    // api-key create: --scope is required, repeatable and comma-separated.
+    let (ok, _, err) = triggeriq(&pool, &["api-key", "create", "--tenant", &tenant]);
+    assert!(!ok, "a key without --scope was made");
+    assert!(err.contains("--scope is required"), "{err}");
+    for (args, expected) in [
+        (vec!["--scope", "ingest"], Scopes::NONE.with(Scope::Ingest)),
+        (
+            vec!["--scope", "ingest,read"],
+            Scopes::NONE.with(Scope::Ingest).with(Scope::Read),
+        ),
+        (
+            vec!["--scope", "admin", "--scope", "read"],
+            Scopes::NONE.with(Scope::Read).with(Scope::Admin),
+        ),
+    ] {
+        let mut all = vec!["api-key", "create", "--tenant", tenant.as_str(), "--json"];
+        all.extend(args.iter().copied());
+        let (ok, out, err) = triggeriq(&pool, &all);
+        assert!(ok, "{args:?}: {err}");
+        let key = json(&out)["api_key"].as_str().expect("key").to_owned();
+        let owner = api_keys::authenticate(&pool, &key)
+            .await
+            .expect("query")
+            .expect("works");
+        assert_eq!(owner.scopes, expected, "{args:?}");
+    }
+    for bad in ["write", "Admin", "read,,x", ""] {
+        let (ok, _, err) = triggeriq(
+            &pool,
+            &["api-key", "create", "--tenant", &tenant, "--scope", bad],
+        );
+        assert!(!ok, "--scope {bad:?} was accepted");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let (ok, out, _) = triggeriq(&pool, &["api-key", "list", "--tenant", &tenant, "--json"]);
+    assert!(ok);
+    let listed = json(&out);
+    assert_eq!(listed[1]["scopes"], serde_json::json!(["ingest"]));
+    let (ok, out, _) = triggeriq(&pool, &["api-key", "list", "--tenant", &tenant]);
+    assert!(ok);
+    assert!(
+        out.contains("ingest,read,admin") && out.contains("read,admin"),
+        "{out}"
+    );
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn a_suspended_tenants_keys_stop_working_until_it_is_resumed(pool: PgPool) {
+    let (_, a, _) = triggeriq(&pool, &["tenant", "create", "A", "--json"]);
+    let (_, b, _) = triggeriq(&pool, &["tenant", "create", "B", "--json"]);
+    let (a, b) = (json(&a), json(&b));
+    let id = a["tenant_id"].as_str().expect("id");
+    let key_a = a["api_key"].as_str().expect("key");
+    let key_b = b["api_key"].as_str().expect("key");
+
+    let (ok, out, err) = triggeriq(&pool, &["tenant", "suspend", id]);
+    assert!(ok, "{err}");
+    assert!(out.contains("suspended"), "{out}");
+    assert!(err.contains("60 s"), "says when it takes effect: {err}");
+    assert_eq!(
+        api_keys::authenticate(&pool, key_a).await.expect("query"),
+        None
+    );
+    assert!(
+        api_keys::authenticate(&pool, key_b)
+            .await
+            .expect("query")
+            .is_some()
+    );
+    let (ok, out, _) = triggeriq(&pool, &["tenant", "list"]);
+    assert!(ok);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(id) && l.contains("suspended")),
+        "{out}"
+    );
+    let (ok, out, _) = triggeriq(&pool, &["tenant", "suspend", id]);
+    assert!(ok && out.contains("already"), "{out}");
+
+    let (ok, _, err) = triggeriq(&pool, &["tenant", "resume", id]);
+    assert!(ok, "{err}");
+    assert!(
+        api_keys::authenticate(&pool, key_a)
+            .await
+            .expect("query")
+            .is_some()
+    );
+
+    let unknown = TenantId::new().to_string();
+    let (ok, _, err) = triggeriq(&pool, &["tenant", "suspend", &unknown]);
+    assert!(!ok);
+    assert!(err.contains("no tenant"), "{err}");
+    let (ok, _, err) = triggeriq(&pool, &["tenant", "resume", "not-a-uuid"]);
+    assert!(!ok);
+    assert!(err.contains("invalid value"), "{err}");
 }

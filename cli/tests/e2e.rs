@@ -63,22 +63,36 @@ async fn call(
     key: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = client().request(method, format!("{}{path}", api()));
-    if let Some(k) = key {
-        request = request.bearer_auth(k);
+    // A 429 did nothing (every route is limited per tenant): wait as told and send it again,
+    // as a client should, so the tests' bursts of reads are slowed, never failed.
+    for _ in 0..30 {
+        let mut request = client().request(method.clone(), format!("{}{path}", api()));
+        if let Some(k) = key {
+            request = request.bearer_auth(k);
+        }
+        if let Some(b) = &body {
+            request = request
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let response = request.send().await.expect("the API answers");
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let bytes = response.bytes().await.expect("a body");
+        if status == 429 {
+            tokio::time::sleep(Duration::from_secs(retry_after.unwrap_or(1).clamp(1, 5))).await;
+            continue;
+        }
+        return (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        );
     }
-    if let Some(b) = body {
-        request = request
-            .header("content-type", "application/json")
-            .body(b.to_string());
-    }
-    let response = request.send().await.expect("the API answers");
-    let status = response.status().as_u16();
-    let bytes = response.bytes().await.expect("a body");
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    panic!("{method} {path} was rate limited 30 times in a row");
 }
 
 /// One webhook as received.
@@ -87,6 +101,8 @@ struct Arrival {
     at: Instant,
     headers: HeaderMap,
     body: Bytes,
+    /// Whether the receiver answered 2xx.
+    answered_ok: bool,
 }
 
 /// This test's receiver: `/hook/{name}` records every delivery; a name can be told to answer
@@ -95,6 +111,8 @@ struct Arrival {
 struct Hooks {
     arrivals: Mutex<HashMap<String, Vec<Arrival>>>,
     failures: Mutex<HashMap<String, usize>>,
+    /// Names that answer 500 to every other request.
+    alternating: Mutex<std::collections::HashSet<String>>,
 }
 
 async fn hook(
@@ -103,25 +121,43 @@ async fn hook(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let arrival = Arrival {
-        at: Instant::now(),
-        headers,
-        body,
+    let failing = {
+        let mut failures = hooks.failures.lock().expect("failures");
+        let alternating = hooks
+            .alternating
+            .lock()
+            .expect("alternating")
+            .contains(&name);
+        let seen = hooks
+            .arrivals
+            .lock()
+            .expect("arrivals")
+            .get(&name)
+            .map_or(0, Vec::len);
+        match failures.get_mut(&name) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => alternating && seen % 2 == 1,
+        }
     };
     hooks
         .arrivals
         .lock()
         .expect("arrivals")
-        .entry(name.clone())
+        .entry(name)
         .or_default()
-        .push(arrival);
-    let mut failures = hooks.failures.lock().expect("failures");
-    match failures.get_mut(&name) {
-        Some(n) if *n > 0 => {
-            *n -= 1;
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
-        _ => StatusCode::NO_CONTENT,
+        .push(Arrival {
+            at: Instant::now(),
+            headers,
+            body,
+            answered_ok: !failing,
+        });
+    if failing {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::NO_CONTENT
     }
 }
 
@@ -139,6 +175,14 @@ async fn receiver() -> (Arc<Hooks>, String) {
 }
 
 impl Hooks {
+    /// From now on `name` answers 500 to every other request.
+    fn alternate(&self, name: &str) {
+        self.alternating
+            .lock()
+            .expect("alternating")
+            .insert(name.to_owned());
+    }
+
     fn of(&self, name: &str) -> Vec<Arrival> {
         self.arrivals
             .lock()
@@ -632,4 +676,382 @@ async fn the_curl_lines_make_dev_prints_bring_a_verified_webhook_to_the_demo_rec
         verified(&read_log()) > before,
         "the demo receiver printed no verified webhook within 10 s"
     );
+}
+
+/// Waits until `GET /v1/events/{id}` finds each id (it was evaluated), or `within` passes;
+/// the ids not found.
+async fn wait_evaluated(key: &str, ids: &[String], within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    let mut missing: Vec<String> = ids.to_vec();
+    while !missing.is_empty() && Instant::now() < deadline {
+        let mut still = Vec::new();
+        for id in missing {
+            let (status, _) = call(
+                reqwest::Method::GET,
+                &format!("/v1/events/{id}"),
+                Some(key),
+                None,
+            )
+            .await;
+            if status != 200 {
+                still.push(id);
+            }
+        }
+        missing = still;
+        if !missing.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    missing
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: make e2e"]
+async fn the_largest_batch_is_answered_within_the_gateways_timeout_and_every_event_evaluated() {
+    let (_, key) = tenant();
+    let (hooks, base) = receiver().await;
+    create_trigger(&key, "batch.every-tenth", &format!("{base}/tenth")).await;
+    // 500 events (the documented maximum), one in ten matching the trigger.
+    let ids: Vec<String> = (0..500).map(|i| format!("max-{i}")).collect();
+    let events: Vec<Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let kind = if i % 10 == 0 {
+                "batch.every-tenth"
+            } else {
+                "batch.other"
+            };
+            json!({"id": id, "type": kind, "data": {"i": i}})
+        })
+        .collect();
+    let started = Instant::now();
+    let (status, answer) = call(
+        reqwest::Method::POST,
+        "/v1/events",
+        Some(&key),
+        Some(json!({ "events": events })),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["accepted"], 500, "{answer}");
+    // The local gateway gives up after 11 s; the answer must come well inside it.
+    assert!(
+        took < Duration::from_secs(11),
+        "the 500-event batch took {took:?}"
+    );
+    eprintln!("500-event batch answered in {} ms", took.as_millis());
+
+    let missing = wait_evaluated(&key, &ids, Duration::from_secs(240)).await;
+    assert!(
+        missing.is_empty(),
+        "{} events never evaluated: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let arrived = hooks.wait_for("tenth", 50, Duration::from_secs(120)).await;
+    assert_eq!(arrived.len(), 50, "one webhook per matching event");
+    // Sent again, every one is a duplicate.
+    let (status, again) = call(
+        reqwest::Method::POST,
+        "/v1/events",
+        Some(&key),
+        Some(json!({ "events": ids.iter().map(|id| json!({"id": id, "type": "batch.other"})).collect::<Vec<_>>() })),
+    )
+    .await;
+    assert_eq!(status, 202, "{again}");
+    assert_eq!(again["duplicates"], 500, "{again}");
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: make e2e"]
+async fn an_event_at_the_depth_limit_goes_through_and_one_deeper_is_refused_with_its_path() {
+    let (_, key) = tenant();
+    let (hooks, base) = receiver().await;
+    create_trigger(&key, "deep.event", &format!("{base}/deep")).await;
+    // The event object is level 1, "data" holds the other 99 levels.
+    let nested = |levels: usize| -> Value {
+        let mut value = json!(0);
+        for _ in 0..levels - 1 {
+            value = json!([value]);
+        }
+        value
+    };
+    let (status, answer) = send_event(
+        &key,
+        json!({"id": "deep-ok", "type": "deep.event", "data": nested(100)}),
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let arrived = hooks.wait_for("deep", 1, Duration::from_secs(30)).await;
+    assert_eq!(
+        arrived.len(),
+        1,
+        "the deepest event allowed is evaluated and delivered"
+    );
+    let (status, answer) = send_event(
+        &key,
+        json!({"id": "deep-no", "type": "deep.event", "data": nested(101)}),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    let path = answer["errors"][0]["path"].as_str().unwrap_or_default();
+    assert!(path.starts_with("$.events[0].data["), "{answer}");
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: make e2e"]
+async fn another_tenants_trigger_firing_and_event_answer_404_through_the_gateway() {
+    let (_, key_a) = tenant();
+    let (_, key_b) = tenant();
+    let (hooks, base) = receiver().await;
+    let trigger = create_trigger(&key_a, "tenancy.check", &format!("{base}/tenancy")).await;
+    let (status, _) = send_event(&key_a, json!({"id": "tenancy-1", "type": "tenancy.check"})).await;
+    assert_eq!(status, 202);
+    hooks.wait_for("tenancy", 1, Duration::from_secs(30)).await;
+    let (_, firings) = call(reqwest::Method::GET, "/v1/firings", Some(&key_a), None).await;
+    let firing = firings["items"][0]["id"]
+        .as_str()
+        .expect("a firing")
+        .to_owned();
+    for path in [
+        format!("/v1/triggers/{trigger}"),
+        format!("/v1/firings/{firing}"),
+        "/v1/events/tenancy-1".to_owned(),
+    ] {
+        let (status, body) = call(reqwest::Method::GET, &path, Some(&key_b), None).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        let (status, _) = call(reqwest::Method::GET, &path, Some(&key_a), None).await;
+        assert_eq!(status, 200, "{path} for its own tenant");
+    }
+    let (status, _) = call(
+        reqwest::Method::DELETE,
+        &format!("/v1/triggers/{trigger}"),
+        Some(&key_b),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+/// Runs a shell command for the fault injection; says what it did.
+fn inject(what: &str, command: &str) {
+    let status = std::process::Command::new("bash")
+        .args(["-c", command])
+        .status()
+        .expect("bash");
+    eprintln!(
+        "fault: {what} ({})",
+        if status.success() { "done" } else { "failed" }
+    );
+}
+
+/// The port of a URL like `http://127.0.0.1:5010`.
+fn port_of(url: &str) -> u16 {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.port())
+        .expect("a URL with a port")
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: make e2e"]
+async fn fault_injection_report() {
+    let ready = std::env::var("TRIGGERIQ_E2E_READY").expect("TRIGGERIQ_E2E_READY");
+    let ready: Value =
+        serde_json::from_slice(&std::fs::read(ready).expect("ready file")).expect("ready JSON");
+    let moto_port = port_of(ready["aws_endpoint"].as_str().expect("aws_endpoint"));
+    let events: usize = std::env::var("E2E_FAULT_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+
+    let (_, key) = tenant();
+    let (hooks, base) = receiver().await;
+    // Every other request to this receiver answers 500.
+    hooks.alternate("flaky");
+    create_trigger(&key, "fault.load", &format!("{base}/flaky")).await;
+    let ids: Vec<String> = (0..events).map(|i| format!("fault-{i}")).collect();
+
+    // The faults, while the events are sent and processed.
+    let faults = tokio::spawn(async move {
+        let steps: [(u64, &str, String); 5] = [
+            (
+                2,
+                "killed evaluate-events mid-batch",
+                "pkill -KILL -f '^/.*/debug/evaluate-events$'".into(),
+            ),
+            (
+                4,
+                "killed deliver-webhooks mid-batch",
+                "pkill -KILL -f '^/.*/debug/deliver-webhooks$'".into(),
+            ),
+            (
+                6,
+                "restarted PostgreSQL",
+                "pg_ctlcluster \"$(ls /usr/lib/postgresql | sort -V | tail -n 1)\" main restart"
+                    .into(),
+            ),
+            (
+                10,
+                "froze moto for 5 s (a restart would lose its in-memory queues and table)",
+                format!(
+                    "pid=$(ss -ltnpH 'sport = :{moto_port}' | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2); \
+                         kill -STOP $pid && sleep 5 && kill -CONT $pid"
+                ),
+            ),
+            (
+                16,
+                "killed evaluate-events again (as soon as an instance runs)",
+                "for _ in $(seq 40); do pkill -KILL -f '^/.*/debug/evaluate-events$' && exit 0; sleep 0.25; done; exit 1".into(),
+            ),
+        ];
+        let started = Instant::now();
+        for (at, what, command) in steps {
+            tokio::time::sleep_until((started + Duration::from_secs(at)).into()).await;
+            tokio::task::spawn_blocking(move || inject(what, &command))
+                .await
+                .expect("fault");
+        }
+    });
+
+    // Send in batches of 100, as a client would: a batch that is not answered 202 for every
+    // event is sent again (its accepted events then come back as duplicates).
+    let mut answered: HashMap<String, String> = HashMap::new();
+    for chunk in ids.chunks(100) {
+        let mut pending: Vec<&String> = chunk.iter().collect();
+        for _ in 0..60 {
+            let body = json!({"events": pending.iter().map(|id| json!({"id": id, "type": "fault.load"})).collect::<Vec<_>>()});
+            let (status, answer) =
+                call(reqwest::Method::POST, "/v1/events", Some(&key), Some(body)).await;
+            let mut still = Vec::new();
+            for (id, outcome) in pending.iter().zip(
+                answer["events"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .chain(std::iter::repeat(Value::Null)),
+            ) {
+                match outcome["status"].as_str() {
+                    Some(s @ ("accepted" | "duplicate")) if status == 202 => {
+                        answered
+                            .entry((*id).clone())
+                            .or_insert_with(|| s.to_owned());
+                    }
+                    _ => still.push(*id),
+                }
+            }
+            pending = still;
+            if pending.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(
+            pending.is_empty(),
+            "{} events never accepted",
+            pending.len()
+        );
+    }
+    faults.await.expect("faults");
+
+    let missing = wait_evaluated(&key, &ids, Duration::from_secs(600)).await;
+    // Firings of the tenant, every page.
+    let mut firings: Vec<Value> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/firings?limit=100&cursor={c}"),
+            None => "/v1/firings?limit=100".to_owned(),
+        };
+        let (status, page) = call(reqwest::Method::GET, &path, Some(&key), None).await;
+        assert_eq!(status, 200, "{page}");
+        firings.extend(page["items"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let fired_events: std::collections::HashSet<&str> = firings
+        .iter()
+        .filter_map(|f| f["event_id"].as_str())
+        .collect();
+    let duplicate_firings = firings.len() - fired_events.len();
+
+    // Every firing delivered (the receiver answered 204 once) or visibly failed. The receiver's
+    // bodies name their firing; once deliveries stop arriving, the firings still without one
+    // are asked for their deliveries' state (all `failed` ends the wait early).
+    let firing_ids: Vec<String> = firings
+        .iter()
+        .filter_map(|f| f["id"].as_str().map(str::to_owned))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut last_count = 0;
+    let mut quiet_since = Instant::now();
+    let (delivered, failed_visibly, unaccounted) = loop {
+        let delivered: std::collections::HashSet<String> = hooks
+            .of("flaky")
+            .iter()
+            .filter(|a| a.answered_ok)
+            .filter_map(|a| {
+                serde_json::from_slice::<Value>(&a.body)
+                    .ok()
+                    .and_then(|b| b["data"]["firing_id"].as_str().map(str::to_owned))
+            })
+            .collect();
+        if delivered.len() != last_count {
+            last_count = delivered.len();
+            quiet_since = Instant::now();
+        }
+        let remaining: Vec<&String> = firing_ids
+            .iter()
+            .filter(|id| !delivered.contains(*id))
+            .collect();
+        let settle = remaining.is_empty()
+            || Instant::now() > deadline
+            || quiet_since.elapsed() > Duration::from_secs(10);
+        if settle {
+            let (mut failed, mut open) = (0, 0);
+            for id in &remaining {
+                let (_, detail) = call(
+                    reqwest::Method::GET,
+                    &format!("/v1/firings/{id}"),
+                    Some(&key),
+                    None,
+                )
+                .await;
+                for d in detail["deliveries"].as_array().cloned().unwrap_or_default() {
+                    match d["status"].as_str() {
+                        Some("failed" | "disabled") => failed += 1,
+                        Some("delivered") => {}
+                        _ => open += 1,
+                    }
+                }
+            }
+            if open == 0 || Instant::now() > deadline {
+                break (delivered, failed, open);
+            }
+            quiet_since = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let attempts = hooks.of("flaky").len();
+    eprintln!(
+        "fault injection: {events} events sent, {} accepted, {} evaluated; {} firings ({duplicate_firings} duplicates); \
+         {} webhooks delivered, {failed_visibly} failed visibly, {unaccounted} unaccounted; {attempts} attempts at a receiver failing every other request",
+        answered.len(),
+        events - missing.len(),
+        firings.len(),
+        delivered.len(),
+    );
+    assert!(
+        missing.is_empty(),
+        "{} accepted events never evaluated",
+        missing.len()
+    );
+    assert_eq!(firings.len(), events, "one firing per event");
+    assert_eq!(duplicate_firings, 0);
+    assert_eq!(unaccounted, 0, "every firing delivered or visibly failed");
 }

@@ -21,6 +21,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput;
 use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
 use aws_sdk_sqs::operation::send_message_batch::{SendMessageBatchInput, SendMessageBatchOutput};
@@ -31,17 +32,18 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 use triggeriq::aws::AwsClients;
-use triggeriq::consumers::evaluate::Evaluator;
+use triggeriq::config::{EvaluateConfig, IngestConfig};
 use triggeriq::event::{EventLimits, IngestBody};
-use triggeriq::pipeline::config::{EvaluateConfig, IngestConfig};
+use triggeriq::pipeline::evaluate::Evaluator;
 use triggeriq::pipeline::ingest::Ingestor;
 use triggeriq::pipeline::messages::EventMessage;
-use triggeriq::pipeline::triggers::CompiledTriggers;
+use triggeriq::pipeline::trigger_cache::CompiledTriggers;
 use triggeriq::postgres::trigger_sets::MatchableTrigger;
 use triggeriq::postgres::{Database, tenants};
 use triggeriq::s3::ClaimCheck;
 use triggeriq::tenant::TenantId;
-use triggeriq::trigger::{Action, ActionKind, TriggerLimits, WebhookUrl};
+use triggeriq::trigger::{Action, ActionId, ActionKind, TriggerId, TriggerLimits, WebhookUrl};
+use triggeriq::wiring::Clients;
 
 const BATCH: usize = 100;
 const TRIGGERS: usize = 1000;
@@ -94,9 +96,16 @@ fn mocked_clients() -> AwsClients {
         mock!(aws_sdk_dynamodb::Client::put_item).then_output(|| PutItemOutput::builder().build());
     let update = mock!(aws_sdk_dynamodb::Client::update_item)
         .then_output(|| UpdateItemOutput::builder().build());
+    let batch_write = mock!(aws_sdk_dynamodb::Client::batch_write_item)
+        .then_output(|| BatchWriteItemOutput::builder().build());
     let send = mock!(aws_sdk_sqs::Client::send_message_batch).then_compute_output(sqs_ok);
     AwsClients {
-        dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &update]).into(),
+        dynamodb: mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::MatchAny,
+            [&put, &update, &batch_write]
+        )
+        .into(),
         sqs: mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&send]).into(),
         s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, []).into(),
     }
@@ -112,6 +121,7 @@ fn ingest_config() -> IngestConfig {
         claim_check_threshold: 256_000,
         rate_per_second: 1e9,
         rate_burst: 1_000_000,
+        budget: Duration::from_secs(8),
     }
 }
 
@@ -141,13 +151,12 @@ fn ingest(c: &mut Criterion) {
         b.iter(|| {
             let now = Utc::now();
             let parsed = IngestBody::parse(black_box(&body), &EventLimits::default(), now).unwrap();
-            let key = tenant.to_string();
             let mut bytes = 0;
             for item in &parsed.items {
                 let event = item.parsed.as_ref().unwrap();
                 let text = EventMessage::to_json(tenant, now, event).unwrap();
                 let queued = runtime
-                    .block_on(claims.wrap(&key, &event.id, &text, now))
+                    .block_on(claims.wrap(tenant, &event.id, &text, now))
                     .unwrap();
                 bytes += queued.body.len();
             }
@@ -155,7 +164,10 @@ fn ingest(c: &mut Criterion) {
         })
     });
 
-    let ingestor = runtime.block_on(async { Ingestor::new(&mocked_clients(), &ingest_config()) });
+    let ingestor = runtime.block_on(async {
+        let wiring = Clients::new().with_aws(mocked_clients());
+        Ingestor::new(ingest_config(), &wiring).unwrap()
+    });
     let bodies: Vec<Vec<u8>> = (0..50).map(batch_body).collect();
     let mut round = 0usize;
     group.bench_function("request", |b| {
@@ -184,14 +196,14 @@ fn trigger_rows(n: usize) -> Vec<MatchableTrigger> {
                 _ => json!({"type": [kind], "data": {"currency": [{"anything-but": ["USD", "GBP"]}]}}),
             };
             MatchableTrigger {
-                id: uuid::Uuid::now_v7(),
+                id: TriggerId::new(),
                 name: format!("trigger {i}"),
                 version: 1,
                 pattern,
                 condition: json!({"kind": "every"}),
                 cooldown_seconds: (i % 2 == 0).then_some(60),
                 actions: vec![Action {
-                    id: uuid::Uuid::now_v7(),
+                    id: ActionId::new(),
                     kind: ActionKind::Webhook,
                     url: url.clone(),
                     enabled: true,
@@ -257,7 +269,7 @@ fn evaluate(c: &mut Criterion) {
                 "INSERT INTO triggers (id, tenant_id, name, pattern, condition, cooldown_seconds, actions)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
-            .bind(row.id)
+            .bind(row.id.0)
             .bind(tenant.as_uuid())
             .bind(&row.name)
             .bind(&row.pattern)
@@ -271,17 +283,17 @@ fn evaluate(c: &mut Criterion) {
         (admin, pool)
     });
     let evaluator = runtime.block_on(async {
-        Evaluator::new(
-            Database::from_pool(pool.clone()),
-            &mocked_clients(),
-            &EvaluateConfig {
-                table_name: "bench".into(),
-                bucket_name: "bench".into(),
-                deliveries_queue_url: "https://sqs.us-east-1.amazonaws.com/123456789012/deliveries"
-                    .into(),
-                trigger_cache_max_age: Duration::from_secs(5),
-            },
-        )
+        let wiring = Clients::new()
+            .with_database(Database::from_pool(pool.clone()))
+            .with_aws(mocked_clients());
+        let config = EvaluateConfig {
+            table_name: "bench".into(),
+            bucket_name: "bench".into(),
+            deliveries_queue_url: "https://sqs.us-east-1.amazonaws.com/123456789012/deliveries"
+                .into(),
+            trigger_cache_max_age: Duration::from_secs(5),
+        };
+        Evaluator::new(config, &wiring).unwrap()
     });
     let mut next = 0usize;
     group.bench_function("message_1000_triggers", |b| {

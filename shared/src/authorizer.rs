@@ -1,15 +1,65 @@
 //! The `authorize-request` Lambda authorizer: API key → tenant id.
 //!
-//! HTTP API, REQUEST type, simple responses. API Gateway caches the answer by the
-//! `Authorization` header (the identity source) for the configured TTL, so a revoked key
-//! stops working within that TTL (300 s in template.yaml), not instantly.
+//! HTTP API, REQUEST type, simple responses. The answer's context carries the key's tenant
+//! (`tenant_id`), the key (`api_key_id`) and what it may do (`scopes`, space-separated, e.g.
+//! `"ingest read"`); the routes check the scope (`crate::api::routes`). Unknown, revoked or
+//! malformed keys and the keys of a suspended tenant are refused.
+//!
+//! API Gateway caches the answer by the `Authorization` header (the identity source) for the
+//! configured TTL, so a revoked key, a changed scope or a suspension takes effect within that
+//! TTL (60 s in template.yaml), not instantly.
 
 use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use lambda_http::http::header;
+use lambda_runtime::Diagnostic;
 use serde::{Deserialize, Serialize};
 
 use crate::postgres::{Database, api_keys};
 use crate::tenant::looks_like_api_key;
+use crate::wiring::{Clients, InitError};
+
+/// What the authorizer needs, built once per container.
+pub struct Authorizer {
+    pub db: Database,
+}
+
+impl Authorizer {
+    pub fn new(clients: &Clients) -> Result<Self, InitError> {
+        Ok(Self {
+            db: clients.database()?,
+        })
+    }
+}
+
+/// Why a request could not be decided (never a "no": that is an answer). API Gateway answers
+/// 500 and does not cache it, so the client's retry is decided afresh.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorizerError {
+    #[error("the key store is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+}
+
+impl From<sqlx::Error> for AuthorizerError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Unavailable(e.into())
+    }
+}
+
+impl From<anyhow::Error> for AuthorizerError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Unavailable(e)
+    }
+}
+
+impl From<AuthorizerError> for Diagnostic {
+    fn from(e: AuthorizerError) -> Self {
+        // The cause stays in the function's log; the runtime's report names only the kind.
+        Diagnostic {
+            error_type: "AuthorizerUnavailable".into(),
+            error_message: e.to_string(),
+        }
+    }
+}
 
 /// A simple authorizer response. `context` reaches the route as `requestContext.authorizer.lambda`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +74,8 @@ pub struct SimpleResponse {
 pub struct AuthContext {
     pub tenant_id: String,
     pub api_key_id: String,
+    /// The key's scopes, space-separated (`crate::tenant::Scopes`' display form).
+    pub scopes: String,
 }
 
 impl SimpleResponse {
@@ -48,22 +100,24 @@ pub fn bearer_key(request: &ApiGatewayV2CustomAuthorizerV2Request) -> Option<&st
 }
 
 /// Decides one request. Database failures are errors (API Gateway answers 500 and does
-/// not cache them); unknown, malformed or revoked keys are a plain "no" (403).
+/// not cache them); unknown, malformed or revoked keys, and every key of a suspended tenant,
+/// are a plain "no" (403).
 pub async fn authorize(
-    db: &Database,
+    authorizer: &Authorizer,
     request: &ApiGatewayV2CustomAuthorizerV2Request,
-) -> anyhow::Result<SimpleResponse> {
+) -> Result<SimpleResponse, AuthorizerError> {
     let Some(key) = bearer_key(request).filter(|k| looks_like_api_key(k)) else {
         return Ok(SimpleResponse::deny());
     };
-    match api_keys::authenticate(db.pool().await?, key).await? {
+    match api_keys::authenticate(authorizer.db.pool().await?, key).await? {
         Some(owner) => {
-            tracing::info!(tenant_id = %owner.tenant_id, api_key_id = %owner.key_id, "authorized");
+            tracing::info!(tenant_id = %owner.tenant_id, api_key_id = %owner.key_id, scopes = %owner.scopes, "authorized");
             Ok(SimpleResponse {
                 is_authorized: true,
                 context: Some(AuthContext {
                     tenant_id: owner.tenant_id.to_string(),
                     api_key_id: owner.key_id.to_string(),
+                    scopes: owner.scopes.to_string(),
                 }),
             })
         }
@@ -72,15 +126,16 @@ pub async fn authorize(
 }
 
 /// Serves the authorizer for the life of the container.
-pub async fn run(db: Database) -> Result<(), lambda_runtime::Error> {
+pub async fn run(authorizer: Authorizer) -> Result<(), lambda_runtime::Error> {
     use lambda_runtime::{LambdaEvent, service_fn};
-    let db: &'static Database = Box::leak(Box::new(db));
+    let authorizer: &'static Authorizer = Box::leak(Box::new(authorizer));
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| async move {
-            authorize(db, &event.payload).await.map_err(|err| {
-                tracing::error!(error = ?err, "authorizer failed");
-                lambda_runtime::Error::from(err)
-            })
+            authorize(authorizer, &event.payload)
+                .await
+                .inspect_err(|err| {
+                    tracing::error!(error = %crate::error_chain(err), "authorizer failed");
+                })
         },
     ))
     .await

@@ -1,9 +1,8 @@
 //! Loading the AWS SDK configuration once per process and building the
 //! service clients from it.
 //!
-//! Lambda functions call [`load_sdk_config`] with [`AwsOptions::from_env`] in
-//! `main`, before the runtime loop, and keep the clients for every
-//! invocation. Credentials and region come from the environment (where Lambda
+//! Lambda functions get their clients through [`crate::wiring::Clients`] in
+//! `main`, before the runtime loop, and keep them for every invocation. Credentials and region come from the environment (where Lambda
 //! puts the role's credentials and the region). For local development and
 //! tests an endpoint override points every client at one emulator (moto):
 //! either `AWS_ENDPOINT_URL` in the environment (`AWS_ENDPOINT_URL_<SERVICE>`
@@ -51,7 +50,11 @@ impl Default for AwsOptions {
             test_credentials: false,
             max_attempts: 3,
             initial_backoff: Duration::from_millis(100),
-            // API Gateway gives ingest 29 s; an SDK call must leave room for the rest.
+            // One SDK call takes at most 10 s (3 s per attempt, 3 attempts with backoff). A
+            // function makes several calls in a row, so it bounds its own total: ingest runs
+            // every step of a request within its budget (`INGEST_BUDGET_MS`, 8 s), below its
+            // function timeout (10 s) and the gateway's (11 s locally, 30 s in AWS); consumers
+            // have 60 s and make a handful of calls per message.
             attempt_timeout: Duration::from_secs(3),
             operation_timeout: Duration::from_secs(10),
         }
@@ -85,7 +88,7 @@ impl AwsOptions {
 /// container credentials) are not consulted: a function has no use for them, and loading them
 /// was a third of the configuration's cold-start cost. Every client gets
 /// [`crate::sdk_http::http_client`].
-pub async fn load_sdk_config(options: &AwsOptions) -> SdkConfig {
+pub fn sdk_config(options: &AwsOptions) -> SdkConfig {
     let credentials = if options.test_credentials {
         SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
             "test",
@@ -131,6 +134,11 @@ pub async fn load_sdk_config(options: &AwsOptions) -> SdkConfig {
     builder.set_endpoint_url(endpoint);
     builder.set_region(region.map(Region::new));
     builder.build()
+}
+
+/// [`sdk_config`], for callers that load it in an async context (the CLI).
+pub async fn load_sdk_config(options: &AwsOptions) -> SdkConfig {
+    sdk_config(options)
 }
 
 const ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
@@ -199,6 +207,13 @@ impl<C> Lazy<C> {
     pub fn new(build: impl FnOnce() -> C + Send + 'static) -> Self {
         Self(Arc::new(LazyLock::new(Box::new(build))))
     }
+
+    /// The same client, built now: for a client every request needs, so that its cost is
+    /// paid at init (where cold starts are measured) rather than hidden in the first request.
+    pub fn built(self) -> Self {
+        LazyLock::force(&self.0);
+        self
+    }
 }
 
 impl<C: Send + 'static> From<C> for Lazy<C> {
@@ -258,7 +273,7 @@ impl AwsClients {
 
     /// Loads the configuration with `options` and builds the clients as [`AwsClients::new`].
     pub async fn load(options: &AwsOptions) -> Self {
-        Self::new(&load_sdk_config(options).await)
+        Self::new(&sdk_config(options))
     }
 }
 
@@ -309,11 +324,12 @@ mod tests {
 
     #[tokio::test]
     async fn explicit_options_win_over_the_environment() {
+        // (async: the credentials provider is.)
         let options = AwsOptions {
             region: Some("eu-west-1".to_owned()),
             ..AwsOptions::emulator("http://127.0.0.1:1")
         };
-        let config = load_sdk_config(&options).await;
+        let config = sdk_config(&options);
         assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-west-1"));
         assert_eq!(config.endpoint_url(), Some("http://127.0.0.1:1"));
         // No service-specific endpoint from the environment can override the explicit one.

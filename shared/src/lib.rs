@@ -1,11 +1,23 @@
 //! TriggerIQ: domain logic and adapters shared by every Lambda function and the CLI.
 //!
-//! The `pattern` module stands alone (no AWS, no database). Adapters to outside
-//! systems sit behind cargo features so that a function compiles only what it uses:
-//! `postgres` (sqlx), `lambda` (handlers), `aws` (DynamoDB, SQS, S3, Bedrock).
+//! Layers, each using only the ones before it (`docs/architecture.md`; a test checks it):
+//!
+//! 1. domain: [`ids`], [`event`], [`trigger`], [`tenant`], [`pattern`], [`firing`],
+//!    [`delivery`], [`webhook`], with [`json`] and [`problem`]; and [`config`], the settings;
+//! 2. adapters: [`postgres`], [`dynamodb`], [`sqs`], [`s3`], with [`aws`], [`sdk_http`],
+//!    [`tls`] and [`wiring`], the handles a container holds;
+//! 3. [`pipeline`]: each stage's decisions;
+//! 4. edges: [`api`], [`consumers`], [`authorizer`], which translate Lambda events into one
+//!    pipeline (or read) call and back.
+//!
+//! Adapters to outside systems sit behind cargo features so that a function compiles only
+//! what it uses: `postgres` (sqlx), `lambda` (handlers), `aws` (DynamoDB, SQS, S3, Bedrock).
 
 pub mod config;
+pub mod delivery;
 pub mod event;
+pub mod firing;
+pub mod ids;
 pub mod json;
 pub mod pattern;
 pub mod pipeline;
@@ -13,6 +25,20 @@ pub mod problem;
 pub mod tenant;
 pub mod trigger;
 pub mod webhook;
+pub mod wiring;
+
+/// An error and its causes on one line (`a: b: c`), for logs: a multi-line `Debug` breaks a
+/// CloudWatch record into several.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
 
 #[cfg(feature = "sdk-http")]
 pub mod sdk_http;
@@ -38,3 +64,7 @@ pub mod api;
 pub mod authorizer;
 #[cfg(feature = "lambda")]
 pub mod consumers;
+#[cfg(test)]
+mod layers;
+#[cfg(feature = "test-support")]
+pub mod testing;

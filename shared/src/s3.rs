@@ -20,9 +20,9 @@
 //!
 //! # Objects
 //!
-//! Keys are `claims/<tenant>/<YYYY-MM-DD>/<id>.json` (UTC date of writing;
-//! tenant and id percent-encoded so a client-chosen id cannot add path
-//! segments). Objects are never deleted by consumers, because SQS may deliver
+//! Keys are `claims/<tenant>/<YYYY-MM-DD>/<SHA-256 of the id>.json` (UTC date of
+//! writing; the id hashed, so a client-chosen id can neither add path segments nor push the
+//! key over S3's 1,024 bytes). Objects are never deleted by consumers, because SQS may deliver
 //! a message again: the bucket needs a lifecycle rule expiring `claims/`
 //! after longer than the queues' retention plus their DLQs' (e.g. 30 days
 //! for 14-day queues). The date in the key makes per-day listing and manual
@@ -30,6 +30,7 @@
 //! producer may [`ClaimCheck::discard`] it, or leave it to the lifecycle rule.
 
 use crate::aws::LazyS3;
+use crate::ids::TenantId;
 use aws_sdk_s3::primitives::ByteStream;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -94,6 +95,14 @@ pub enum ClaimCheckError {
     },
 }
 
+impl ClaimCheckError {
+    /// Whether trying again may succeed: S3 failed, or the object is not (yet) the body its
+    /// reference describes. Everything else fails the same way on the same bytes.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::S3 { .. } | Self::Mismatch { .. })
+    }
+}
+
 #[derive(Serialize)]
 struct WriteEnvelope<'a> {
     v: u32,
@@ -148,7 +157,7 @@ impl ClaimCheck {
     #[tracing::instrument(skip(self, body, now), fields(size = body.len()))]
     pub async fn wrap(
         &self,
-        tenant: &str,
+        tenant: TenantId,
         id: &str,
         body: &str,
         now: DateTime<Utc>,
@@ -311,47 +320,21 @@ fn envelope(e: &WriteEnvelope<'_>) -> Result<String, ClaimCheckError> {
     })
 }
 
-/// Percent-encodes everything but unreserved characters, so a component is
-/// one path segment whatever it contains.
-fn key_component(field: &'static str, value: &str) -> Result<String, ClaimCheckError> {
-    if value.is_empty() {
+/// `claims/<tenant>/<date>/<SHA-256 of the id>.json`: the id is hashed, so the key has the same
+/// short length whatever the client put in it (S3 allows 1,024 bytes; an event id may be 256
+/// characters of four bytes each, more once escaped) and can never add path segments.
+fn object_key(tenant: TenantId, id: &str, now: DateTime<Utc>) -> Result<String, ClaimCheckError> {
+    if id.is_empty() {
         return Err(ClaimCheckError::InvalidInput {
-            field,
+            field: "id",
             reason: "must not be empty".to_owned(),
         });
     }
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    // "." and ".." are legal S3 keys but confuse every tool that treats keys as paths.
-    if out == "." || out == ".." {
-        out = out.replace('.', "%2E");
-    }
-    Ok(out)
-}
-
-fn object_key(tenant: &str, id: &str, now: DateTime<Utc>) -> Result<String, ClaimCheckError> {
-    let key = format!(
-        "claims/{}/{}/{}.json",
-        key_component("tenant", tenant)?,
+    Ok(format!(
+        "claims/{tenant}/{}/{}.json",
         now.format("%Y-%m-%d"),
-        key_component("id", id)?
-    );
-    if key.len() > 1024 {
-        return Err(ClaimCheckError::InvalidInput {
-            field: "id",
-            reason: format!(
-                "too long: the S3 key would be {} bytes, at most 1024",
-                key.len()
-            ),
-        });
-    }
-    Ok(key)
+        hex::encode(Sha256::digest(id.as_bytes()))
+    ))
 }
 
 #[cfg(test)]
@@ -360,26 +343,38 @@ mod tests {
     use chrono::TimeZone;
 
     #[test]
-    fn keys_are_one_segment_per_component() {
+    fn keys_hash_the_id_so_any_id_makes_one_short_segment() {
         let now = Utc.with_ymd_and_hms(2026, 5, 17, 23, 59, 59).unwrap();
+        let tenant = TenantId::new();
+        let key = object_key(tenant, "evt-1", now).unwrap();
         assert_eq!(
-            object_key("t1", "evt-1", now).unwrap(),
-            "claims/t1/2026-05-17/evt-1.json"
+            key,
+            format!(
+                "claims/{tenant}/2026-05-17/{}.json",
+                hex::encode(Sha256::digest(b"evt-1"))
+            )
         );
-        assert_eq!(
-            object_key("t1", "../a/b c", now).unwrap(),
-            "claims/t1/2026-05-17/..%2Fa%2Fb%20c.json"
-        );
-        assert_eq!(
-            object_key("t1", "..", now).unwrap(),
-            "claims/t1/2026-05-17/%2E%2E.json"
+        // 256 four-byte characters, path tricks: the same length, one segment.
+        for id in [
+            "\u{1F600}".repeat(256),
+            "../a/b c".to_owned(),
+            "..".to_owned(),
+        ] {
+            let key = object_key(tenant, &id, now).unwrap();
+            assert_eq!(
+                key.len(),
+                "claims//2026-05-17/.json".len() + 36 + 64,
+                "{id}"
+            );
+            assert_eq!(key.matches('/').count(), 3, "{key}");
+        }
+        assert_ne!(
+            object_key(tenant, "a", now).unwrap(),
+            object_key(tenant, "b", now).unwrap()
         );
         assert!(matches!(
-            object_key("", "x", now),
-            Err(ClaimCheckError::InvalidInput {
-                field: "tenant",
-                ..
-            })
+            object_key(tenant, "", now),
+            Err(ClaimCheckError::InvalidInput { field: "id", .. })
         ));
     }
 

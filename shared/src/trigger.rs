@@ -9,12 +9,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use uuid::Uuid;
 
 use crate::json::{self, Fields, Problems, type_name};
 use crate::pattern::{Pattern, PatternLimits};
 use crate::problem::FieldError;
 use crate::tenant::TenantId;
+use crate::webhook::ssrf::{SsrfError, TargetPolicy};
 
 /// Limits on trigger definitions; each is configurable per deployment.
 #[derive(Debug, Clone)]
@@ -24,10 +24,15 @@ pub struct TriggerLimits {
     pub max_actions: usize,
     pub max_url_chars: usize,
     pub max_triggers_per_tenant: i64,
+    /// The most values to match a tenant's enabled triggers may hold in all (the sum of their
+    /// patterns' [`Pattern::cost`], `$or`s expanded): what one tenant's compiled set costs in
+    /// memory and in matching work. Default 200,000 (about 14 MiB compiled).
+    pub max_pattern_cost_per_tenant: usize,
     pub min_cooldown: Duration,
     pub max_cooldown: Duration,
-    /// Plain `http://` webhook URLs; only for local development.
-    pub allow_http_webhooks: bool,
+    /// Which webhook targets actions may name: https on public hosts and the allowed ports;
+    /// plain http and loopback only where the deployment allows them (local development).
+    pub webhook_targets: TargetPolicy,
     pub pattern: PatternLimits,
 }
 
@@ -39,36 +44,16 @@ impl Default for TriggerLimits {
             max_actions: 10,
             max_url_chars: 2048,
             max_triggers_per_tenant: 1000,
+            max_pattern_cost_per_tenant: 200_000,
             min_cooldown: Duration::from_secs(1),
             max_cooldown: Duration::from_secs(30 * 24 * 3600),
-            allow_http_webhooks: false,
+            webhook_targets: TargetPolicy::strict(),
             pattern: PatternLimits::default(),
         }
     }
 }
 
-/// A trigger's identifier (UUIDv7, so ids sort by creation time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct TriggerId(pub Uuid);
-
-impl TriggerId {
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
-}
-
-impl Default for TriggerId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl std::fmt::Display for TriggerId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+pub use crate::ids::{ActionId, TriggerId};
 
 /// When a matching event makes the trigger fire. Tagged by `kind`, so threshold, absence,
 /// sequence and anomaly conditions can join without changing stored triggers.
@@ -114,7 +99,14 @@ impl Condition {
     }
 }
 
-/// A validated webhook URL: absolute, http(s), with a host and no credentials.
+/// A validated webhook URL: absolute, https (http where the deployment allows it), with a
+/// host that may be a target and an allowed port, without credentials or fragment.
+///
+/// Whatever can be judged without DNS is judged here, when the action is created or changed,
+/// by the same [`TargetPolicy`] deliver-webhooks applies to every attempt: an IP-literal host
+/// in a refused range (`https://169.254.169.254/`, `https://[::1]/`, `https://10.0.0.1/`), a
+/// name that can only be local (`localhost`, `metadata`, `*.internal`), a port outside the
+/// allowed ones. A name's addresses are judged when it is resolved, at delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct WebhookUrl(String);
@@ -128,18 +120,13 @@ impl WebhookUrl {
             ));
         }
         let url = url::Url::parse(raw).map_err(|e| format!("is not a valid absolute URL ({e})"))?;
-        match url.scheme() {
-            "https" => {}
-            "http" if limits.allow_http_webhooks => {}
-            "http" => {
-                return Err(
-                    "must use https (plain http is allowed only in local development)".into(),
-                );
-            }
-            other => return Err(format!("must use https, not {other:?}")),
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err("must have a host".into());
+        // Percent-encoding can triple a character; the delivery message leaves room for the
+        // URL as it is sent, so the limit holds for that form too.
+        if url.as_str().len() > limits.max_url_chars {
+            return Err(format!(
+                "must be at most {} characters once percent-encoded",
+                limits.max_url_chars
+            ));
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err("must not contain credentials; authenticate the receiver with the webhook signature".into());
@@ -147,6 +134,10 @@ impl WebhookUrl {
         if url.fragment().is_some() {
             return Err("must not contain a fragment (#...)".into());
         }
+        limits
+            .webhook_targets
+            .check(&url)
+            .map_err(|e| target_problem(&e))?;
         Ok(Self(url.to_string()))
     }
 
@@ -155,10 +146,35 @@ impl WebhookUrl {
     }
 }
 
+/// What a refused target means for the tenant writing the action.
+fn target_problem(e: &SsrfError) -> String {
+    match e {
+        SsrfError::UnsupportedScheme(other) => format!("must use https, not {other:?}"),
+        SsrfError::PlainHttp => {
+            "must use https (plain http is allowed only in local development)".into()
+        }
+        SsrfError::MissingHost => "must have a host".into(),
+        SsrfError::Refused(refusal) => {
+            format!("must be a public address: {refusal}; webhooks are sent only to public hosts")
+        }
+        SsrfError::RefusedName { host, reason } => format!(
+            "must name a public host: `{host}` is {reason}; webhooks are sent only to public hosts"
+        ),
+        SsrfError::PortNotAllowed { port, allowed } => {
+            let allowed: Vec<String> = allowed.iter().map(u16::to_string).collect();
+            format!(
+                "must use an allowed port ({}), not {port}",
+                allowed.join(", ")
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
 /// An action as stored and shown: a webhook with a server-assigned id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Action {
-    pub id: Uuid,
+    pub id: ActionId,
     #[serde(rename = "type")]
     pub kind: ActionKind,
     pub url: WebhookUrl,
@@ -177,7 +193,7 @@ pub enum ActionKind {
 /// An action as a client sends it. `id` keeps an existing action's identity across updates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionSpec {
-    pub id: Option<Uuid>,
+    pub id: Option<ActionId>,
     pub url: WebhookUrl,
     pub enabled: bool,
 }
@@ -248,7 +264,7 @@ pub struct TriggerBody {
     /// The version the client based its change on (replace only).
     pub version: Option<i64>,
     /// The id the client echoed back (replace only); must equal the path's id.
-    pub id: Option<Uuid>,
+    pub id: Option<TriggerId>,
 }
 
 const READ_ONLY_FIELDS: &[&str] = &["created_at", "updated_at"];
@@ -327,7 +343,7 @@ impl TriggerBody {
                 }
             };
             id = fields.opt_str("id", &mut problems).and_then(|raw| {
-                Uuid::parse_str(raw)
+                TriggerId::parse(raw)
                     .map_err(|_| problems.push("$.id", "is not a trigger id"))
                     .ok()
             });
@@ -437,7 +453,7 @@ fn parse_actions(
         let mut id = None;
         if kind == BodyKind::Replace {
             id = fields.opt_str("id", problems).and_then(|raw| {
-                Uuid::parse_str(raw)
+                ActionId::parse(raw)
                     .map_err(|_| problems.push(fields.path_of("id"), "is not an action id"))
                     .ok()
             });
@@ -479,7 +495,7 @@ pub fn assign_action_ids(spec: &[ActionSpec], previous: &[Action]) -> Vec<Action
         .map(|a| {
             let kept =
                 a.id.and_then(|id| previous.iter().find(|p| p.id == id && !used.contains(&id)));
-            let id = kept.map_or_else(Uuid::now_v7, |p| p.id);
+            let id = kept.map_or_else(ActionId::new, |p| p.id);
             used.push(id);
             let disabled_reason = if a.enabled {
                 None
@@ -500,6 +516,7 @@ pub fn assign_action_ids(spec: &[ActionSpec], previous: &[Action]) -> Vec<Action
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::webhook::AddressPolicy;
     use serde_json::json;
 
     fn paths(errors: &[FieldError]) -> Vec<&str> {
@@ -570,11 +587,71 @@ mod tests {
     #[test]
     fn http_urls_are_refused_unless_the_deployment_allows_them() {
         let mut limits = TriggerLimits::default();
-        assert!(WebhookUrl::parse("http://localhost:9000/hook", &limits).is_err());
-        limits.allow_http_webhooks = true;
-        assert!(WebhookUrl::parse("http://localhost:9000/hook", &limits).is_ok());
+        assert!(WebhookUrl::parse("http://hooks.example.com/hook", &limits).is_err());
+        limits.webhook_targets = TargetPolicy::new(AddressPolicy::strict(), true, None);
+        assert!(WebhookUrl::parse("http://hooks.example.com/hook", &limits).is_ok());
         assert!(WebhookUrl::parse("ftp://example.com", &limits).is_err());
         assert!(WebhookUrl::parse("https://user:pw@example.com", &limits).is_err());
+    }
+
+    #[test]
+    fn unroutable_targets_are_refused_without_dns() {
+        let limits = TriggerLimits::default();
+        for (url, says) in [
+            (
+                "https://169.254.169.254/latest/meta-data/",
+                "cloud metadata",
+            ),
+            ("https://[::1]/", "loopback"),
+            ("https://10.0.0.1/", "private"),
+            ("https://[fd00:ec2::254]/", "cloud metadata"),
+            ("https://[::ffff:127.0.0.1]/", "loopback"),
+            ("https://2130706433/", "loopback"),
+            ("https://100.64.0.1/", "carrier-grade"),
+            ("https://[fe80::1]/", "link-local"),
+            ("https://[4000::1]/", "global"),
+            ("https://localhost/hook", "loopback name"),
+            ("https://metadata/computeMetadata/v1/", "single-label"),
+            ("https://metadata.google.internal/", "local network"),
+            ("https://hooks.example.com:22/", "allowed port"),
+        ] {
+            let message = WebhookUrl::parse(url, &limits).expect_err(url);
+            assert!(message.contains(says), "{url}: {message}");
+        }
+        assert!(WebhookUrl::parse("https://hooks.example.com:8443/x", &limits).is_ok());
+        assert!(WebhookUrl::parse("https://93.184.216.34/x", &limits).is_ok());
+    }
+
+    #[test]
+    fn local_development_allows_loopback_receivers_and_nothing_private() {
+        let limits = TriggerLimits {
+            webhook_targets: TargetPolicy::local_development(),
+            ..TriggerLimits::default()
+        };
+        for url in [
+            "http://127.0.0.1:9100/hooks/demo",
+            "http://localhost:9000/hook",
+            "http://[::1]:4000/x",
+        ] {
+            assert!(WebhookUrl::parse(url, &limits).is_ok(), "{url}");
+        }
+        for url in [
+            "http://10.0.0.1:9100/x",
+            "http://192.168.1.20/x",
+            "http://169.254.169.254/",
+            "http://printer.local/x",
+        ] {
+            assert!(WebhookUrl::parse(url, &limits).is_err(), "{url}");
+        }
+    }
+
+    #[test]
+    fn the_url_limit_holds_once_percent_encoded() {
+        let limits = TriggerLimits::default();
+        let raw = format!("https://hooks.example.com/{}", "é".repeat(1000));
+        assert!(raw.chars().count() <= limits.max_url_chars);
+        let message = WebhookUrl::parse(&raw, &limits).unwrap_err();
+        assert!(message.contains("percent-encoded"), "{message}");
     }
 
     #[test]
@@ -609,7 +686,7 @@ mod tests {
         let limits = TriggerLimits::default();
         let url = WebhookUrl::parse("https://example.com/a", &limits).expect("url");
         let old = Action {
-            id: Uuid::now_v7(),
+            id: ActionId::new(),
             kind: ActionKind::Webhook,
             url: url.clone(),
             enabled: false,
@@ -627,7 +704,7 @@ mod tests {
                 enabled: true,
             },
             ActionSpec {
-                id: Some(Uuid::now_v7()),
+                id: Some(ActionId::new()),
                 url,
                 enabled: true,
             },

@@ -1,9 +1,11 @@
 //! The HTTP API's Lambda authorizer: wiring only; the logic is `triggeriq::authorizer`.
 
-use triggeriq::postgres::Database;
+use triggeriq::authorizer::{self, Authorizer};
+use triggeriq::wiring::{self, Clients};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
-    triggeriq::authorizer::run(Database::from_env()?).await
+async fn main() -> wiring::Result {
+    wiring::init_tracing();
+    let state = Authorizer::new(&Clients::from_env())?;
+    authorizer::run(state).await
 }

@@ -2,11 +2,13 @@
 
 use triggeriq::api::{self, triggers};
 use triggeriq::config::ApiConfig;
-use triggeriq::postgres::Database;
+use triggeriq::wiring::{self, Clients};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
-    let state = triggers::TriggerApi::new(Database::from_env()?, ApiConfig::from_env()?);
-    api::run(state, triggers::delete).await
+async fn main() -> wiring::Result {
+    wiring::init_tracing();
+    let config = ApiConfig::from_env()?;
+    let clients = Clients::from_env();
+    let state = triggers::TriggerApi::new(config, &clients)?;
+    api::serve(env!("CARGO_PKG_NAME"), &clients, state, triggers::delete).await
 }

@@ -1,15 +1,15 @@
-//! SQS deliveries queue: wiring only; the handler is
-//! `triggeriq::consumers::deliver::Deliverer::handle`.
+//! SQS deliveries queue: wiring only; the handler is `triggeriq::consumers::deliver::handle`,
+//! the stage `triggeriq::pipeline::deliver`.
 
-use triggeriq::aws::{AwsClients, AwsOptions};
+use triggeriq::config::DeliverConfig;
 use triggeriq::consumers::{self, deliver};
-use triggeriq::pipeline::config::DeliverConfig;
+use triggeriq::pipeline::deliver::Deliverer;
+use triggeriq::wiring::{self, Clients};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+async fn main() -> wiring::Result {
+    wiring::init_tracing();
     let config = DeliverConfig::from_env()?;
-    let clients = AwsClients::load(&AwsOptions::from_env()).await;
-    let deliverer = deliver::Deliverer::new(&clients, &config)?;
-    consumers::run(deliverer, deliver::CONCURRENCY, deliver::Deliverer::handle).await
+    let state = Deliverer::new(config, &Clients::from_env())?;
+    consumers::run(state, deliver::CONCURRENCY, deliver::handle).await
 }

@@ -1,22 +1,15 @@
-//! SQS events queue: wiring only; the handler is
-//! `triggeriq::consumers::evaluate::Evaluator::handle`.
+//! SQS events queue: wiring only; the handler is `triggeriq::consumers::evaluate::handle`, the
+//! stage `triggeriq::pipeline::evaluate`.
 
-use triggeriq::aws::{AwsClients, AwsOptions, load_sdk_config};
+use triggeriq::config::EvaluateConfig;
 use triggeriq::consumers::{self, evaluate};
-use triggeriq::pipeline::config::EvaluateConfig;
-use triggeriq::postgres::Database;
+use triggeriq::pipeline::evaluate::Evaluator;
+use triggeriq::wiring::{self, Clients};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+async fn main() -> wiring::Result {
+    wiring::init_tracing();
     let config = EvaluateConfig::from_env()?;
-    // Each client on first use: an event that matches no trigger needs none of them.
-    let clients = AwsClients::on_first_use(&load_sdk_config(&AwsOptions::from_env()).await);
-    let evaluator = evaluate::Evaluator::new(Database::from_env()?, &clients, &config);
-    consumers::run(
-        evaluator,
-        evaluate::CONCURRENCY,
-        evaluate::Evaluator::handle,
-    )
-    .await
+    let state = Evaluator::new(config, &Clients::from_env())?;
+    consumers::run(state, evaluate::CONCURRENCY, evaluate::handle).await
 }

@@ -1,14 +1,12 @@
 //! `GET /v1/events/{id}`: wiring only; the handler is `triggeriq::api::events::get`.
 
-use triggeriq::api::firings::ReadApi;
-use triggeriq::api::{self, events};
-use triggeriq::postgres::Database;
+use triggeriq::api::{self, events, firings};
+use triggeriq::wiring::{self, Clients};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
-    let state = ReadApi {
-        db: Database::from_env()?,
-    };
-    api::run(state, events::get).await
+async fn main() -> wiring::Result {
+    wiring::init_tracing();
+    let clients = Clients::from_env();
+    let state = firings::ReadApi::new(&clients)?;
+    api::serve(env!("CARGO_PKG_NAME"), &clients, state, events::get).await
 }

@@ -1,17 +1,16 @@
-//! `POST /v1/events`: wiring only; the handler is `triggeriq::api::ingest::ingest`.
+//! `POST /v1/events`: wiring only; the handler is `triggeriq::api::ingest::ingest`, the stage
+//! `triggeriq::pipeline::ingest`.
 
 use triggeriq::api::{self, ingest};
-use triggeriq::aws::{AwsClients, AwsOptions};
-use triggeriq::pipeline::config::IngestConfig;
+use triggeriq::config::IngestConfig;
 use triggeriq::pipeline::ingest::Ingestor;
+use triggeriq::wiring::{self, Clients};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+async fn main() -> wiring::Result {
+    wiring::init_tracing();
     let config = IngestConfig::from_env()?;
-    let clients = AwsClients::load(&AwsOptions::from_env()).await;
-    let state = ingest::IngestApi {
-        ingestor: Ingestor::new(&clients, &config),
-    };
-    api::run(state, ingest::ingest).await
+    let clients = Clients::from_env();
+    let state = Ingestor::new(config, &clients)?;
+    api::serve(env!("CARGO_PKG_NAME"), &clients, state, ingest::ingest).await
 }

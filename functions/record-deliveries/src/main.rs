@@ -1,12 +1,15 @@
 //! SQS delivery-results queue: wiring only; the handler is
-//! `triggeriq::consumers::record::Recorder::handle`.
+//! `triggeriq::consumers::record::handle`, the stage `triggeriq::pipeline::record`.
 
+use triggeriq::config::RecordConfig;
 use triggeriq::consumers::{self, record};
-use triggeriq::postgres::Database;
+use triggeriq::pipeline::record::Recorder;
+use triggeriq::wiring::{self, Clients};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
-    let recorder = record::Recorder::new(Database::from_env()?);
-    consumers::run(recorder, record::CONCURRENCY, record::Recorder::handle).await
+async fn main() -> wiring::Result {
+    wiring::init_tracing();
+    let config = RecordConfig::from_env()?;
+    let state = Recorder::new(config, &Clients::from_env())?;
+    consumers::run(state, record::CONCURRENCY, record::handle).await
 }

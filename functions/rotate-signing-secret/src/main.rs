@@ -2,18 +2,14 @@
 //! `triggeriq::api::signing::rotate`.
 
 use triggeriq::api::{self, signing};
-use triggeriq::aws::{AwsOptions, dynamodb_client, load_sdk_config};
-use triggeriq::config::env_required;
-use triggeriq::dynamodb::{SigningSecretStore, Table};
+use triggeriq::config::SigningConfig;
+use triggeriq::wiring::{self, Clients};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
-    let table_name = env_required("TABLE_NAME")?;
-    // DynamoDB only: each further SDK client costs init time.
-    let sdk = load_sdk_config(&AwsOptions::from_env()).await;
-    let state = signing::SigningApi {
-        secrets: SigningSecretStore::new(Table::new(dynamodb_client(&sdk), table_name)),
-    };
-    api::run(state, signing::rotate).await
+async fn main() -> wiring::Result {
+    wiring::init_tracing();
+    let config = SigningConfig::from_env()?;
+    let clients = Clients::from_env();
+    let state = signing::SigningApi::new(config, &clients)?;
+    api::serve(env!("CARGO_PKG_NAME"), &clients, state, signing::rotate).await
 }

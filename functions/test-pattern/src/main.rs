@@ -2,14 +2,13 @@
 
 use triggeriq::api::{self, patterns};
 use triggeriq::config::ApiConfig;
+use triggeriq::wiring::{self, Clients};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+async fn main() -> wiring::Result {
+    wiring::init_tracing();
     let config = ApiConfig::from_env()?;
-    let state = patterns::PatternApi {
-        max_request_bytes: config.max_request_bytes,
-        limits: config.triggers.pattern,
-    };
-    api::run(state, patterns::test).await
+    let clients = Clients::from_env();
+    let state = patterns::PatternApi::new(config, &clients)?;
+    api::serve(env!("CARGO_PKG_NAME"), &clients, state, patterns::test).await
 }

@@ -17,22 +17,11 @@ use lambda_http::{Body, Request, Response};
 
 use super::{ApiError, json, json_bytes, tenant};
 use crate::event::BodyError;
-use crate::pipeline::ingest::{IngestError, Ingestor, Status};
+use crate::pipeline::ingest::{IngestError, IngestReport, Ingestor, Status};
 
-/// What the ingest route needs, built once per container.
-pub struct IngestApi {
-    pub ingestor: Ingestor,
-}
-
-/// `POST /v1/events`
-pub async fn ingest(api: &IngestApi, req: Request) -> Result<Response<Body>, ApiError> {
-    let tenant = tenant(&req)?;
-    let bytes = json_bytes(&req, api.ingestor.limits.max_body_bytes)?;
-    let report = api
-        .ingestor
-        .ingest(tenant, bytes, Utc::now())
-        .await
-        .map_err(|e| match e {
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
             IngestError::Body(BodyError::Malformed(detail)) => ApiError::MalformedJson(detail),
             IngestError::Body(BodyError::EventsTooLarge(errors)) => ApiError::PartsTooLarge(errors),
             IngestError::Body(BodyError::Invalid(errors)) => ApiError::Validation(errors),
@@ -42,14 +31,22 @@ pub async fn ingest(api: &IngestApi, req: Request) -> Result<Response<Body>, Api
                 retry_after_seconds,
             },
             IngestError::Unavailable(cause) => {
-                tracing::error!(error = ?cause, "ingest unavailable");
+                tracing::error!(error = %format!("{cause:#}"), "ingest unavailable");
                 ApiError::Unavailable {
                     detail: "No event was queued; send the request again.".into(),
                     retry_after_seconds: 1,
                     errors: Vec::new(),
                 }
             }
-        })?;
+        }
+    }
+}
+
+/// `POST /v1/events`
+pub async fn ingest(ingestor: &Ingestor, req: Request) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant(&req)?;
+    let bytes = json_bytes(&req, ingestor.limits.max_body_bytes)?;
+    let report = ingestor.ingest(tenant, bytes, Utc::now()).await?;
     tracing::info!(
         tenant_id = %tenant,
         accepted = report.accepted,
@@ -57,18 +54,20 @@ pub async fn ingest(api: &IngestApi, req: Request) -> Result<Response<Body>, Api
         rejected = report.rejected,
         "events ingested"
     );
+    answer(report)
+}
+
+/// 202 with the report when any event is on the queue; otherwise the problem that explains
+/// why none is.
+fn answer(report: IngestReport) -> Result<Response<Body>, ApiError> {
     if report.accepted + report.duplicates > 0 {
         return Ok(json(StatusCode::ACCEPTED, &report));
     }
-    let errors = report
-        .events
-        .iter()
-        .flat_map(|e| e.errors.iter().cloned())
-        .collect();
     let retryable = report
         .events
         .iter()
         .any(|e| matches!(e.status, Status::Rejected { retryable: true }));
+    let errors = report.events.into_iter().flat_map(|e| e.errors).collect();
     Err(if retryable {
         ApiError::Unavailable {
             detail: "No event was queued; send them again.".into(),

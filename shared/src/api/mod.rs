@@ -10,11 +10,15 @@ pub mod events;
 pub mod firings;
 #[cfg(feature = "aws")]
 pub mod ingest;
+pub mod page;
 pub mod patterns;
+pub mod routes;
 #[cfg(feature = "aws")]
 pub mod signing;
 #[cfg(feature = "postgres")]
 pub mod triggers;
+#[cfg(feature = "postgres")]
+pub mod views;
 
 use std::future::Future;
 
@@ -25,8 +29,9 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::json::strict::{self, Unreadable};
 use crate::problem::{FieldError, Problem};
-use crate::tenant::TenantId;
+use crate::tenant::{Scope, Scopes, TenantId};
 
 /// Everything a route can answer other than success.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +62,12 @@ pub enum ApiError {
     UnsupportedMediaType(Option<String>),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A conflict that resolves by itself: the same request succeeds after `Retry-After`.
+    #[error("conflict until later: {detail}")]
+    ConflictUntil {
+        detail: String,
+        retry_after_seconds: u64,
+    },
     #[error("precondition failed: {0}")]
     PreconditionFailed(String),
     #[error("precondition required: {0}")]
@@ -65,6 +76,9 @@ pub enum ApiError {
     LimitReached(String),
     #[error("not authenticated")]
     Unauthorized,
+    /// A valid key without the scope the route needs.
+    #[error("the key lacks the {missing} scope")]
+    MissingScope { missing: Scope },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -72,6 +86,13 @@ pub enum ApiError {
 #[cfg(feature = "postgres")]
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
+        ApiError::Internal(err.into())
+    }
+}
+
+#[cfg(feature = "aws")]
+impl From<crate::dynamodb::DynamoError> for ApiError {
+    fn from(err: crate::dynamodb::DynamoError) -> Self {
         ApiError::Internal(err.into())
     }
 }
@@ -126,7 +147,7 @@ impl ApiError {
                     ),
                 )
             }
-            ApiError::Conflict(detail) => {
+            ApiError::Conflict(detail) | ApiError::ConflictUntil { detail, .. } => {
                 Problem::new(409, "conflict", "Conflict").with_detail(detail.clone())
             }
             ApiError::LimitReached(detail) => {
@@ -142,6 +163,15 @@ impl ApiError {
             }
             ApiError::Unauthorized => Problem::new(401, "unauthorized", "Not authenticated")
                 .with_detail("Send Authorization: Bearer <API key>."),
+            ApiError::MissingScope { missing } => Problem::new(
+                403,
+                "missing-scope",
+                format!("The {missing} scope is missing"),
+            )
+            .with_detail(format!(
+                "This API key does not have the {missing} scope, which this route needs. \
+                         Use a key that has it (triggeriq api-key create --scope {missing})."
+            )),
             ApiError::Internal(_) => Problem::new(500, "internal", "Internal error").with_detail(
                 "Something went wrong on our side. Quote the request id when you contact us.",
             ),
@@ -177,13 +207,21 @@ impl RequestInfo {
     }
 }
 
-/// The tenant the authorizer established: the Lambda authorizer's `tenant_id` context value,
-/// or a Cognito JWT's `tenant_id` claim. Never from the body, path or query.
-pub fn tenant(req: &Request) -> Result<TenantId, ApiError> {
+/// The authorizer's answer for this request (absent: the route is not behind one).
+fn authorizer_of(
+    req: &Request,
+) -> Result<&lambda_http::aws_lambda_events::apigw::ApiGatewayRequestAuthorizer, ApiError> {
     let Some(RequestContext::ApiGatewayV2(ctx)) = req.request_context_ref() else {
         return Err(ApiError::Unauthorized);
     };
-    let authorizer = ctx.authorizer.as_ref().ok_or(ApiError::Unauthorized)?;
+    ctx.authorizer.as_ref().ok_or(ApiError::Unauthorized)
+}
+
+/// The tenant the authorizer established: the Lambda authorizer's `tenant_id` context value,
+/// or a Cognito JWT's `tenant_id` claim. Never from the body, path or query. Which routes a
+/// caller may use is checked before the handler runs ([`serve`], [`caller`]).
+pub fn tenant(req: &Request) -> Result<TenantId, ApiError> {
+    let authorizer = authorizer_of(req)?;
     let raw = match authorizer.fields.get("tenant_id") {
         Some(Value::String(s)) => Some(s.as_str()),
         _ => authorizer
@@ -196,6 +234,97 @@ pub fn tenant(req: &Request) -> Result<TenantId, ApiError> {
         .ok_or(ApiError::Unauthorized)
 }
 
+/// What the caller may do: the one place scopes are read from a request.
+///
+/// - The API-key authorizer puts the key's scopes in its context as `scopes`, space-separated
+///   (`"ingest read"`).
+/// - A context without `scopes` grants nothing: a request never gets more than its
+///   authorizer said.
+/// - The Cognito JWT path grants nothing yet either: INTEGRATION POINT for the Cognito work,
+///   which reads the token's scope claim here (with [`Scopes::from_context`]).
+pub fn scopes(req: &Request) -> Scopes {
+    let Ok(authorizer) = authorizer_of(req) else {
+        return Scopes::NONE;
+    };
+    match authorizer.fields.get("scopes") {
+        Some(Value::String(s)) => Scopes::from_context(s),
+        _ => Scopes::NONE,
+    }
+}
+
+/// The tenant of a caller allowed `scope`: 401 without a tenant, 403 (problem+json naming the
+/// scope) for a valid caller without the scope.
+pub fn caller(req: &Request, scope: Scope) -> Result<TenantId, ApiError> {
+    let tenant = tenant(req)?;
+    if scopes(req).contains(scope) {
+        Ok(tenant)
+    } else {
+        Err(ApiError::MissingScope { missing: scope })
+    }
+}
+
+/// The checks every request passes before its handler: the caller has the route's scope, and
+/// the tenant a token in the route's bucket ([`crate::pipeline::throttle`]).
+#[cfg(feature = "aws")]
+pub struct Gate {
+    pub route: &'static routes::Route,
+    /// `None` for ingest (it counts events itself).
+    pub throttle: Option<crate::pipeline::throttle::Throttle>,
+}
+
+#[cfg(feature = "aws")]
+impl Gate {
+    /// The gate of `function`'s route, its limits from the environment
+    /// ([`crate::config::ThrottleConfig`]).
+    pub fn for_function(
+        function: &str,
+        clients: &crate::wiring::Clients,
+    ) -> Result<Self, crate::wiring::InitError> {
+        use crate::pipeline::throttle::{RouteClass, Throttle};
+        let route = routes::by_function(function).ok_or_else(|| {
+            crate::wiring::InitError::Config(crate::config::ConfigError {
+                name: "function".into(),
+                reason: format!("{function} serves no route of crate::api::routes"),
+            })
+        })?;
+        let throttle = match route.class {
+            RouteClass::Ingest => None,
+            RouteClass::Reads | RouteClass::Writes => Some(Throttle::new(
+                crate::config::ThrottleConfig::from_env()?,
+                clients,
+            )?),
+        };
+        Ok(Self { route, throttle })
+    }
+
+    /// Admits `req` (scope first, so a refused key takes no token) or says why not.
+    pub async fn admit(&self, req: &Request) -> Result<TenantId, ApiError> {
+        use crate::pipeline::throttle::Throttled;
+        let tenant = caller(req, self.route.scope)?;
+        if let Some(throttle) = &self.throttle {
+            throttle
+                .admit(tenant, self.route.class, chrono::Utc::now())
+                .await
+                .map_err(|e| match e {
+                    Throttled::Limited {
+                        retry_after_seconds,
+                    } => ApiError::TooManyRequests {
+                        retry_after_seconds,
+                    },
+                    Throttled::Unavailable(cause) => {
+                        tracing::error!(error = %format!("{cause:#}"), "rate limit unavailable");
+                        ApiError::Unavailable {
+                            detail: "The request was not served; send it again.".into(),
+                            retry_after_seconds: 1,
+                            errors: Vec::new(),
+                        }
+                    }
+                })?;
+        }
+        Ok(tenant)
+    }
+}
+
 /// A path parameter that must be an id. An id that cannot exist is simply not found.
 pub fn path_id(req: &Request, name: &str, what: &'static str) -> Result<Uuid, ApiError> {
     req.path_parameters_ref()
@@ -204,38 +333,30 @@ pub fn path_id(req: &Request, name: &str, what: &'static str) -> Result<Uuid, Ap
         .ok_or(ApiError::NotFound(what))
 }
 
-/// Page size when `?limit` is absent, and the largest a caller may ask for.
-pub const DEFAULT_PAGE: i64 = 50;
-pub const MAX_PAGE: i64 = 100;
-
-/// `?limit` of a list route: 1 to [`MAX_PAGE`], [`DEFAULT_PAGE`] when absent; anything else
-/// adds a problem (and the default is returned so the other parameters are still checked).
-pub fn page_limit(req: &Request, problems: &mut Vec<FieldError>) -> i64 {
-    match query(req, "limit") {
-        None => DEFAULT_PAGE,
-        Some(raw) => match raw.parse::<i64>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                problems.push(FieldError::new(
-                    "?limit",
-                    format!("must be an integer from 1 to {MAX_PAGE}"),
-                ));
-                DEFAULT_PAGE
-            }
-        },
-    }
-}
-
 /// A query-string parameter.
 pub fn query<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
     req.query_string_parameters_ref()
         .and_then(|q| q.first(name))
 }
 
-/// The JSON body, after checking its content type and size.
+/// How deeply a request body may nest: an event (in `POST /v1/patterns/test`) inside the body.
+pub const MAX_BODY_DEPTH: usize = crate::event::MAX_EVENT_DEPTH + 1;
+
+/// The JSON body, after checking its content type and size, read by the one JSON rule
+/// ([`crate::json::strict`]): malformed is 400, duplicate keys, nesting too deep, numbers
+/// beyond a double and U+0000 are 422 with their paths.
 pub fn json_body(req: &Request, max_bytes: usize) -> Result<Value, ApiError> {
     let bytes = json_bytes(req, max_bytes)?;
-    serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))
+    Ok(strict::read(bytes, MAX_BODY_DEPTH)?)
+}
+
+impl From<Unreadable> for ApiError {
+    fn from(e: Unreadable) -> Self {
+        match e {
+            Unreadable::Malformed(detail) => ApiError::MalformedJson(detail),
+            Unreadable::Invalid(errors) => ApiError::Validation(errors),
+        }
+    }
 }
 
 /// The raw bytes of a JSON body, after checking its content type, size and that it is not
@@ -297,7 +418,7 @@ fn with_content_type(status: StatusCode, body: Body, content_type: &'static str)
 /// The problem+json response for `err`; internal errors are logged with their cause chain.
 pub fn problem_response(err: &ApiError, info: &RequestInfo) -> Response<Body> {
     if let ApiError::Internal(cause) = err {
-        tracing::error!(error = ?cause, request_id = ?info.request_id, "internal error");
+        tracing::error!(error = %format!("{cause:#}"), request_id = ?info.request_id, "internal error");
     }
     let mut problem = err.to_problem();
     problem.instance = (!info.path.is_empty()).then(|| info.path.clone());
@@ -309,6 +430,10 @@ pub fn problem_response(err: &ApiError, info: &RequestInfo) -> Response<Body> {
         retry_after_seconds,
     }
     | ApiError::Unavailable {
+        retry_after_seconds,
+        ..
+    }
+    | ApiError::ConflictUntil {
         retry_after_seconds,
         ..
     } = err
@@ -331,17 +456,44 @@ where
     }
 }
 
-/// Serves one route for the life of the container: `state` is built once (clients, pools)
-/// and lent to every invocation.
-pub async fn run<S, F, Fut>(state: S, handler: F) -> Result<(), lambda_http::Error>
+/// Runs `handler` behind `gate` and turns any error into a problem response: what
+/// [`serve`] does with each request.
+#[cfg(feature = "aws")]
+pub async fn respond_gated<F>(
+    gate: &Gate,
+    req: Request,
+    handler: impl FnOnce(Request) -> F,
+) -> Response<Body>
+where
+    F: Future<Output = Result<Response<Body>, ApiError>>,
+{
+    respond(req, |req| async move {
+        gate.admit(&req).await?;
+        handler(req).await
+    })
+    .await
+}
+
+/// Serves `function`'s route for the life of the container: `state` is built once (clients,
+/// pools) and lent to every invocation, and every request passes the route's [`Gate`] (its
+/// scope, its tenant's bucket) before `handler` sees it. `function` is the function's package
+/// name (`env!("CARGO_PKG_NAME")`), which [`routes::ROUTES`] must list.
+#[cfg(feature = "aws")]
+pub async fn serve<S, F, Fut>(
+    function: &str,
+    clients: &crate::wiring::Clients,
+    state: S,
+    handler: F,
+) -> Result<(), lambda_http::Error>
 where
     S: Sync + 'static,
     F: Fn(&'static S, Request) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<Body>, ApiError>> + Send + 'static,
 {
+    let gate: &'static Gate = Box::leak(Box::new(Gate::for_function(function, clients)?));
     let state: &'static S = Box::leak(Box::new(state));
     lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
-        Ok::<_, std::convert::Infallible>(respond(req, |req| handler(state, req)).await)
+        Ok::<_, std::convert::Infallible>(respond_gated(gate, req, |req| handler(state, req)).await)
     }))
     .await
 }

@@ -5,13 +5,25 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json as json_value};
 
 use super::{ApiError, json, json_body, tenant};
+use crate::config::ApiConfig;
 use crate::json::{Fields, Problems, reroot};
-use crate::pattern::{Pattern, PatternLimits};
+use crate::pattern::{DEFAULT_MATCH_STEPS, Pattern, PatternLimits};
+use crate::wiring::{Clients, InitError};
 
 /// Settings of the pattern test route.
 pub struct PatternApi {
     pub max_request_bytes: usize,
     pub limits: PatternLimits,
+}
+
+impl PatternApi {
+    /// No clients: the route only reads its body.
+    pub fn new(config: ApiConfig, _clients: &Clients) -> Result<Self, InitError> {
+        Ok(Self {
+            max_request_bytes: config.max_request_bytes,
+            limits: config.triggers.pattern,
+        })
+    }
 }
 
 /// Body `{"pattern": {...}, "event": {...}}`; answers `{"matches": bool}`.
@@ -43,12 +55,16 @@ pub async fn test(api: &PatternApi, req: Request) -> Result<Response<Body>, ApiE
     match (pattern, event) {
         (Some(pattern), Some(event)) if problems.is_empty() => {
             let bytes = serde_json::to_vec(event).map_err(anyhow::Error::from)?;
-            let matches = pattern.matches(&bytes).map_err(|e| {
-                ApiError::Validation(vec![crate::problem::FieldError::new(
-                    "$.event",
-                    e.to_string(),
-                )])
-            })?;
+            // The reference interpreter under an allowance of work: a large event against a
+            // pattern of many cases must not cost seconds of CPU per request.
+            let matches = pattern
+                .matches_within(&bytes, DEFAULT_MATCH_STEPS)
+                .map_err(|e| {
+                    ApiError::Validation(vec![crate::problem::FieldError::new(
+                        "$.event",
+                        e.to_string(),
+                    )])
+                })?;
             Ok(json(StatusCode::OK, &json_value!({ "matches": matches })))
         }
         _ => Err(ApiError::Validation(problems.0)),

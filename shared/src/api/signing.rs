@@ -1,6 +1,8 @@
 //! `POST /v1/signing-secret/rotate`: a new webhook signing secret for the tenant, shown once.
 //! Webhooks are signed with the new secret and, for 24 hours, with the ones it replaced too,
-//! so receivers can switch at their own pace (see [`crate::dynamodb::signing_secrets`]).
+//! so receivers can switch at their own pace (see [`crate::dynamodb::signing_secrets`]). At most
+//! 4 replaced secrets sign at once: a rotation that would end one of them before its 24 hours
+//! answers 409 with `Retry-After` (and the time in the detail) instead of breaking that promise.
 
 use chrono::{DateTime, SubsecRound as _, Utc};
 use lambda_http::http::StatusCode;
@@ -8,12 +10,24 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
 use super::{ApiError, json, tenant};
-use crate::dynamodb::SigningSecretStore;
+use crate::config::SigningConfig;
+use crate::dynamodb::{Rotation, SigningSecretStore, Table};
 use crate::event::rfc3339_micros;
+use crate::wiring::{Clients, InitError};
 
 /// What the rotation route needs, built once per container.
 pub struct SigningApi {
     pub secrets: SigningSecretStore,
+}
+
+impl SigningApi {
+    /// DynamoDB only, built now: each further SDK client costs init time.
+    pub fn new(config: SigningConfig, clients: &Clients) -> Result<Self, InitError> {
+        let dynamodb = clients.aws()?.dynamodb.clone().built();
+        Ok(Self {
+            secrets: SigningSecretStore::new(Table::new(dynamodb, config.table_name)),
+        })
+    }
 }
 
 /// The answer to a rotation.
@@ -32,11 +46,22 @@ pub struct RotatedSecret {
 pub async fn rotate(api: &SigningApi, req: Request) -> Result<Response<Body>, ApiError> {
     let tenant = tenant(&req)?;
     let now = Utc::now().trunc_subsecs(6);
-    let secret = api
-        .secrets
-        .rotate(&tenant.to_string(), now)
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+    let secret = match api.secrets.rotate(tenant, now).await? {
+        Rotation::Rotated(secret) => secret,
+        Rotation::Refused { next_possible_at } => {
+            let wait = (next_possible_at - now).num_seconds().max(1);
+            return Err(ApiError::ConflictUntil {
+                detail: format!(
+                    "{} replaced secrets are still signing webhooks, each for 24 hours after its \
+                     rotation; another rotation now would end the oldest early. The next rotation \
+                     is possible at {}.",
+                    api.secrets.max_previous(),
+                    next_possible_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+                retry_after_seconds: u64::try_from(wait).unwrap_or(1),
+            });
+        }
+    };
     tracing::info!(tenant_id = %tenant, "signing secret rotated");
     let overlap = chrono::Duration::from_std(api.secrets.overlap()).unwrap_or_default();
     Ok(json(

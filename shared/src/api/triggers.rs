@@ -1,17 +1,16 @@
 //! Trigger management routes: create, list, get, replace (optimistic concurrency), delete.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use serde::Serialize;
 
-use super::{ApiError, json, json_body, page_limit, path_id, query, tenant};
+use super::page::{self, page};
+use super::{ApiError, json, json_body, path_id, query, tenant};
 use crate::config::ApiConfig;
 use crate::postgres::Database;
 use crate::postgres::triggers::{self as repo, TriggerWriteError};
 use crate::problem::FieldError;
-use crate::trigger::{BodyKind, Trigger, TriggerBody, TriggerId};
+use crate::trigger::{BodyKind, TriggerBody, TriggerId};
+use crate::wiring::{Clients, InitError};
 
 /// What the trigger routes need, built once per container.
 pub struct TriggerApi {
@@ -20,16 +19,12 @@ pub struct TriggerApi {
 }
 
 impl TriggerApi {
-    pub fn new(db: Database, config: ApiConfig) -> Self {
-        Self { db, config }
+    pub fn new(config: ApiConfig, clients: &Clients) -> Result<Self, InitError> {
+        Ok(Self {
+            db: clients.database()?,
+            config,
+        })
     }
-}
-
-/// One page of triggers and the cursor of the next page, if any.
-#[derive(Debug, Serialize, serde::Deserialize)]
-pub struct TriggerPage {
-    pub items: Vec<Trigger>,
-    pub next_cursor: Option<String>,
 }
 
 fn with_etag(mut response: Response<Body>, version: i64) -> Response<Body> {
@@ -54,6 +49,11 @@ fn write_error(err: TriggerWriteError, via_if_match: bool) -> ApiError {
         }
         TriggerWriteError::LimitReached { limit } => ApiError::LimitReached(format!(
             "A tenant can have at most {limit} triggers; delete one before creating another."
+        )),
+        TriggerWriteError::CostBudget { total, budget } => ApiError::LimitReached(format!(
+            "With this trigger the tenant's enabled patterns would hold {total} values to match \
+             ($or cases expanded), over the tenant's budget of {budget}; simplify a pattern or \
+             disable a trigger."
         )),
         TriggerWriteError::Db(e) => e.into(),
     }
@@ -84,14 +84,9 @@ pub async fn create(api: &TriggerApi, req: Request) -> Result<Response<Body>, Ap
     let parsed = TriggerBody::parse(&body, BodyKind::Create, &api.config.triggers)
         .map_err(ApiError::Validation)?;
     let pool = api.db.pool().await?;
-    let trigger = repo::create(
-        pool,
-        tenant,
-        &parsed.spec,
-        api.config.triggers.max_triggers_per_tenant,
-    )
-    .await
-    .map_err(|e| write_error(e, false))?;
+    let trigger = repo::create(pool, tenant, &parsed.spec, (&api.config.triggers).into())
+        .await
+        .map_err(|e| write_error(e, false))?;
     tracing::info!(tenant_id = %tenant, trigger_id = %trigger.id, "trigger created");
     let mut response = with_etag(json(StatusCode::CREATED, &trigger), trigger.version);
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/triggers/{}", trigger.id)) {
@@ -114,7 +109,7 @@ pub async fn get(api: &TriggerApi, req: Request) -> Result<Response<Body>, ApiEr
 pub async fn list(api: &TriggerApi, req: Request) -> Result<Response<Body>, ApiError> {
     let tenant = tenant(&req)?;
     let mut problems = Vec::new();
-    let limit = page_limit(&req, &mut problems);
+    let (limit, after) = page::params::<TriggerId>(&req, &mut problems);
     let enabled = match query(&req, "enabled") {
         None => None,
         Some("true") => Some(true),
@@ -124,36 +119,11 @@ pub async fn list(api: &TriggerApi, req: Request) -> Result<Response<Body>, ApiE
             None
         }
     };
-    let after = match query(&req, "cursor") {
-        None => None,
-        Some(raw) => {
-            let decoded = URL_SAFE_NO_PAD
-                .decode(raw)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|s| uuid::Uuid::parse_str(&s).ok());
-            if decoded.is_none() {
-                problems.push(FieldError::new(
-                    "?cursor",
-                    "is not a cursor this API returned",
-                ));
-            }
-            decoded.map(TriggerId)
-        }
-    };
     if !problems.is_empty() {
         return Err(ApiError::BadRequest(problems));
     }
-    let mut items = repo::list(api.db.pool().await?, tenant, enabled, after, limit + 1).await?;
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items
-            .last()
-            .map(|t| URL_SAFE_NO_PAD.encode(t.id.to_string()))
-    } else {
-        None
-    };
-    Ok(json(StatusCode::OK, &TriggerPage { items, next_cursor }))
+    let rows = repo::list(api.db.pool().await?, tenant, enabled, after, limit + 1).await?;
+    Ok(json(StatusCode::OK, &page(rows, limit, |t| t.id, |t| t)))
 }
 
 /// `PUT /v1/triggers/{id}`: full replacement, based on the version in `If-Match` or the body.
@@ -164,7 +134,7 @@ pub async fn update(api: &TriggerApi, req: Request) -> Result<Response<Body>, Ap
     let body = json_body(&req, api.config.max_request_bytes)?;
     let parsed = TriggerBody::parse(&body, BodyKind::Replace, &api.config.triggers)
         .map_err(ApiError::Validation)?;
-    if parsed.id.is_some_and(|body_id| body_id != id.0) {
+    if parsed.id.is_some_and(|body_id| body_id != id) {
         return Err(ApiError::Validation(vec![FieldError::new(
             "$.id",
             "differs from the trigger id in the path",
@@ -194,7 +164,8 @@ pub async fn update(api: &TriggerApi, req: Request) -> Result<Response<Body>, Ap
             ));
         }
     };
-    let trigger = repo::replace(pool, tenant, id, &parsed.spec, expected)
+    let budget = (&api.config.triggers).into();
+    let trigger = repo::replace(pool, tenant, id, &parsed.spec, expected, budget)
         .await
         .map_err(|e| write_error(e, via_if_match))?;
     tracing::info!(tenant_id = %tenant, trigger_id = %trigger.id, version = trigger.version, "trigger replaced");

@@ -1,18 +1,18 @@
-//! SQS consumers: evaluate-events, deliver-webhooks, record-deliveries.
+//! The SQS edge: evaluate-events, deliver-webhooks, record-deliveries. Each handler takes one
+//! message's body to its pipeline stage ([`crate::pipeline`]) and nothing more.
 //!
-//! Each function's handler is called once per message; [`process_batch`] runs the messages of
-//! a batch concurrently, each in its own tracing span named by its message id, and answers
-//! with the ids of the failed messages only (`ReportBatchItemFailures`, which every event
-//! source mapping in `template.yaml` sets). A failed message comes back after the queue's
-//! visibility timeout; one that can never succeed ([`MessageError::Poison`]) is logged with
-//! its reason at every receive and reaches the dead-letter queue through the redrive policy
-//! (`maxReceiveCount`).
+//! [`process_batch`] runs the messages of a batch concurrently, each in its own tracing span
+//! named by its message id, and answers with the ids of the failed messages only
+//! (`ReportBatchItemFailures`, which every event source mapping in `template.yaml` sets). A
+//! failed message comes back after the queue's visibility timeout; one that can never succeed
+//! ([`StageError::Poison`]) is logged with its reason at every receive and reaches the
+//! dead-letter queue through the redrive policy (`maxReceiveCount`).
 
 #[cfg(all(feature = "aws", feature = "webhook-client"))]
 pub mod deliver;
 #[cfg(all(feature = "postgres", feature = "aws"))]
 pub mod evaluate;
-#[cfg(feature = "postgres")]
+#[cfg(all(feature = "postgres", feature = "aws"))]
 pub mod record;
 
 use std::future::Future;
@@ -21,23 +21,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt as _;
 use tracing::Instrument as _;
 
-/// Why a message was not processed.
-#[derive(Debug, thiserror::Error)]
-pub enum MessageError {
-    /// May succeed when the message comes back (a dependency failed or timed out).
-    #[error("transient failure: {0:#}")]
-    Transient(#[from] anyhow::Error),
-    /// Can never succeed: the message is malformed, of an unknown version, or names
-    /// something that does not exist.
-    #[error("poison message: {0}")]
-    Poison(String),
-}
-
-impl MessageError {
-    pub fn poison(reason: impl std::fmt::Display) -> Self {
-        Self::Poison(reason.to_string())
-    }
-}
+pub use crate::pipeline::StageError;
 
 /// Processes every message of `event` with `handler`, at most `concurrency` at once, and
 /// lists the failed ones.
@@ -50,7 +34,7 @@ pub async fn process_batch<'a, S, F, Fut>(
 where
     S: ?Sized,
     F: Fn(&'a S, SqsMessage) -> Fut,
-    Fut: Future<Output = Result<(), MessageError>> + 'a,
+    Fut: Future<Output = Result<(), StageError>> + 'a,
 {
     // Futures collected first: a stream holding the closure would make the batch's future
     // `Send` only for one lifetime, which the Lambda runtime cannot use.
@@ -69,7 +53,7 @@ where
             async move { (id, work.await) }.instrument(span)
         })
         .collect();
-    let results: Vec<(String, Result<(), MessageError>)> = futures::stream::iter(work)
+    let results: Vec<(String, Result<(), StageError>)> = futures::stream::iter(work)
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
@@ -77,11 +61,11 @@ where
     for (id, result) in results {
         match result {
             Ok(()) => {}
-            Err(MessageError::Transient(e)) => {
-                tracing::warn!(message_id = %id, error = ?e, "message failed; it will come back");
+            Err(StageError::Transient(e)) => {
+                tracing::warn!(message_id = %id, error = %format!("{e:#}"), "message failed; it will come back");
                 response.add_failure(id);
             }
-            Err(MessageError::Poison(reason)) => {
+            Err(StageError::Poison(reason)) => {
                 tracing::error!(
                     message_id = %id,
                     %reason,
@@ -104,7 +88,7 @@ pub async fn run<S, F, Fut>(
 where
     S: Sync + 'static,
     F: Fn(&'static S, SqsMessage) -> Fut + Copy + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), MessageError>> + Send + 'static,
+    Fut: Future<Output = Result<(), StageError>> + Send + 'static,
 {
     let state: &'static S = Box::leak(Box::new(state));
     lambda_runtime::run(lambda_runtime::service_fn(
@@ -118,9 +102,9 @@ where
 }
 
 /// The body of a message, or why there is none.
-pub fn body(message: &SqsMessage) -> Result<&str, MessageError> {
+pub fn body(message: &SqsMessage) -> Result<&str, StageError> {
     message
         .body
         .as_deref()
-        .ok_or_else(|| MessageError::poison("the message has no body"))
+        .ok_or_else(|| StageError::poison("the message has no body"))
 }

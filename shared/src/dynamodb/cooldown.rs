@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{DynamoError, Table, epoch_seconds_ceil, n, partition_key, s};
+use super::{DynamoError, Table, conditional, epoch_seconds_ceil, n, partition_key, s};
+use crate::ids::{EventId, TenantId, TriggerId};
 
 const SORT_KEY: &str = "COOLDOWN";
 
@@ -43,25 +44,22 @@ impl CooldownLock {
     /// `Ok(true)`: the caller may fire; `Ok(false)`: a cooldown is running.
     pub async fn try_acquire(
         &self,
-        tenant: &str,
-        trigger_id: &str,
+        tenant: TenantId,
+        trigger: TriggerId,
         cooldown: Duration,
         now: DateTime<Utc>,
     ) -> Result<bool, DynamoError> {
-        let pk = partition_key(
-            "COOLDOWN",
-            &[("tenant", tenant), ("trigger_id", trigger_id)],
-        )?;
-        self.put(pk, cooldown, now, None).await
+        self.put(key(tenant, trigger, None)?, cooldown, now, None)
+            .await
     }
 
     /// [`Self::try_acquire`] on behalf of `owner`: also granted while the running cooldown
     /// is `owner`'s own (see the module documentation).
     pub async fn try_acquire_for(
         &self,
-        tenant: &str,
-        trigger_id: &str,
-        owner: &str,
+        tenant: TenantId,
+        trigger: TriggerId,
+        owner: &EventId,
         cooldown: Duration,
         now: DateTime<Utc>,
     ) -> Result<bool, DynamoError> {
@@ -71,32 +69,27 @@ impl CooldownLock {
                 reason: "must not be empty".to_owned(),
             });
         }
-        let pk = partition_key(
-            "COOLDOWN",
-            &[("tenant", tenant), ("trigger_id", trigger_id)],
-        )?;
-        self.put(pk, cooldown, now, Some(owner)).await
+        self.put(
+            key(tenant, trigger, None)?,
+            cooldown,
+            now,
+            Some(owner.as_str()),
+        )
+        .await
     }
 
     /// [`Self::try_acquire`] for one group of a trigger (for example one
     /// customer, when the trigger groups by `data.customer_id`).
     pub async fn try_acquire_group(
         &self,
-        tenant: &str,
-        trigger_id: &str,
+        tenant: TenantId,
+        trigger: TriggerId,
         group: &str,
         cooldown: Duration,
         now: DateTime<Utc>,
     ) -> Result<bool, DynamoError> {
-        let pk = partition_key(
-            "COOLDOWN",
-            &[
-                ("tenant", tenant),
-                ("trigger_id", trigger_id),
-                ("group", group),
-            ],
-        )?;
-        self.put(pk, cooldown, now, None).await
+        self.put(key(tenant, trigger, Some(group))?, cooldown, now, None)
+            .await
     }
 
     #[tracing::instrument(skip(self, cooldown, now))]
@@ -138,16 +131,16 @@ impl CooldownLock {
                     .expression_attribute_values(":owner", s(owner))
             }
         };
-        let put = put.send().await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(DynamoError::sdk("PutItem", e)),
-        }
+        Ok(conditional(put.send().await, "PutItem")?.is_ok())
     }
+}
+
+fn key(tenant: TenantId, trigger: TriggerId, group: Option<&str>) -> Result<String, DynamoError> {
+    let (tenant, trigger) = (tenant.to_string(), trigger.to_string());
+    let mut components = vec![
+        ("tenant", tenant.as_str()),
+        ("trigger_id", trigger.as_str()),
+    ];
+    components.extend(group.map(|g| ("group", g)));
+    partition_key("COOLDOWN", &components)
 }

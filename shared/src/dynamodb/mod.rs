@@ -11,7 +11,7 @@
 //!
 //! | item | `pk` | `sk` | other attributes |
 //! |---|---|---|---|
-//! | idempotency claim ([`idempotency`]) | `IDEM#<tenant>#<event id>` | `IDEM` | `expires_at`, `claimed_at`, `claim_token` |
+//! | idempotency claim ([`idempotency`]) | `IDEM#<tenant>#<event id>` | `IDEM` | `state` (`pending`, `queued`), `expires_at`, `claimed_at`, `claim_token` |
 //! | rate limit ([`rate_limit`]) | `RATE#<tenant>` | `RATE` | `tat_us`, `expires_at` |
 //! | cooldown lock ([`cooldown`]) | `COOLDOWN#<tenant>#<trigger>[#<group>]` | `COOLDOWN` | `until_ms`, `expires_at`, `owner` (optional) |
 //! | signing secrets ([`signing_secrets`]) | `SIGNING#<tenant>` | `SIGNING` | `current`, `current_since`, `previous`, `version` (no TTL) |
@@ -33,13 +33,14 @@ pub mod signing_secrets;
 use std::collections::HashMap;
 
 use crate::aws::Lazy;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 pub use cooldown::CooldownLock;
 pub use idempotency::{Claim, ClaimToken, IdempotencyStore};
 pub use rate_limit::{RateDecision, RateLimit, RateLimiter};
-pub use signing_secrets::{PreviousSecret, SigningSecretStore, TenantSecrets};
+pub use signing_secrets::{PreviousSecret, Rotation, SigningSecretStore, TenantSecrets};
 
 /// Largest partition key DynamoDB accepts, in bytes.
 const MAX_PARTITION_KEY_BYTES: usize = 2048;
@@ -205,6 +206,28 @@ pub(crate) fn partition_key(
     }
     Ok(key)
 }
+
+/// Sorts a conditional write's result: `Ok(Ok(output))` when it was written, `Ok(Err(error))`
+/// when its condition failed (the error may carry the item the condition saw), `Err` for
+/// every other failure. The one place that recognises DynamoDB's "condition failed" answer.
+pub(crate) fn conditional<T, E, R>(
+    result: Result<T, SdkError<E, R>>,
+    operation: &'static str,
+) -> Result<Result<T, E>, DynamoError>
+where
+    E: ProvideErrorMetadata,
+    SdkError<E, R>: Into<aws_sdk_dynamodb::Error>,
+{
+    match result {
+        Ok(output) => Ok(Ok(output)),
+        Err(SdkError::ServiceError(service)) if service.err().code() == Some(CONDITION_FAILED) => {
+            Ok(Err(service.into_err()))
+        }
+        Err(e) => Err(DynamoError::sdk(operation, e)),
+    }
+}
+
+const CONDITION_FAILED: &str = "ConditionalCheckFailedException";
 
 pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())

@@ -1,4 +1,7 @@
-//! Per-tenant rate limiting for ingest: a token bucket kept in DynamoDB.
+//! Per-tenant rate limiting: token buckets kept in DynamoDB. Ingest takes a token per event
+//! from the tenant's event bucket; every other route a token per request from the tenant's
+//! bucket for its class of route (`reads`, `writes`: [`RateLimiter::acquire_in`]), so that
+//! one class cannot starve another.
 //!
 //! # Why DynamoDB and not API Gateway usage plans
 //!
@@ -40,8 +43,10 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use chrono::{DateTime, Utc};
 
-use super::{DynamoError, Table, get_n, n, partition_key, s};
+use super::{DynamoError, Table, conditional, get_n, n, partition_key, s};
+use crate::ids::TenantId;
 
+/// The sort key of a tenant's event bucket (ingest); named buckets are `RATE#<name>`.
 const SORT_KEY: &str = "RATE";
 /// Races lost in a row before giving up with [`DynamoError::Contention`].
 const MAX_ROUNDS: u32 = 5;
@@ -102,15 +107,48 @@ impl RateLimiter {
         Self { table }
     }
 
-    /// Takes `cost` tokens from `tenant`'s bucket if it holds them.
+    /// Takes `cost` tokens from `tenant`'s event bucket (ingest) if it holds them.
+    pub async fn acquire(
+        &self,
+        tenant: TenantId,
+        limit: RateLimit,
+        cost: u32,
+        now: DateTime<Utc>,
+    ) -> Result<RateDecision, DynamoError> {
+        self.take(tenant, SORT_KEY.to_owned(), limit, cost, now)
+            .await
+    }
+
+    /// Takes `cost` tokens from `tenant`'s bucket named `bucket` (a class of routes, such as
+    /// `reads`), which is independent of its event bucket and of its other named buckets.
+    pub async fn acquire_in(
+        &self,
+        tenant: TenantId,
+        bucket: &str,
+        limit: RateLimit,
+        cost: u32,
+        now: DateTime<Utc>,
+    ) -> Result<RateDecision, DynamoError> {
+        if bucket.is_empty() || !bucket.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') {
+            return Err(DynamoError::InvalidInput {
+                field: "bucket",
+                reason: format!("{bucket:?} must be lower-case letters and dashes"),
+            });
+        }
+        self.take(tenant, format!("{SORT_KEY}#{bucket}"), limit, cost, now)
+            .await
+    }
+
+    /// Takes `cost` tokens from `tenant`'s bucket stored under `sort_key`.
     ///
     /// A `cost` above `limit.capacity` can never be allowed and is an
     /// [`DynamoError::InvalidInput`] (configure the capacity at least as large
     /// as the largest batch). A `cost` of 0 is allowed without a call.
     #[tracing::instrument(skip(self, now))]
-    pub async fn acquire(
+    async fn take(
         &self,
-        tenant: &str,
+        tenant: TenantId,
+        sort_key: String,
         limit: RateLimit,
         cost: u32,
         now: DateTime<Utc>,
@@ -133,7 +171,7 @@ impl RateLimiter {
         if cost == 0 {
             return Ok(RateDecision::Allowed);
         }
-        let pk = partition_key("RATE", &[("tenant", tenant)])?;
+        let pk = partition_key("RATE", &[("tenant", &tenant.to_string())])?;
         // Emission interval T in microseconds, at least 1.
         let interval = ((1_000_000.0 / limit.per_second).round() as i64).max(1);
         let burst = interval.saturating_mul(i64::from(limit.capacity));
@@ -152,7 +190,7 @@ impl RateLimiter {
                 .update_item()
                 .table_name(self.table.name())
                 .key("pk", s(&pk))
-                .key("sk", s(SORT_KEY))
+                .key("sk", s(&sort_key))
                 .expression_attribute_values(":now", n(now_us))
                 .expression_attribute_values(":inc", n(increment))
                 .expression_attribute_values(":exp", n(expires_at))
@@ -168,15 +206,13 @@ impl RateLimiter {
                     .update_expression("SET tat_us = :now + :inc, expires_at = :exp")
                     .condition_expression("attribute_not_exists(tat_us) OR tat_us < :now"),
             };
-            let old_tat = match update.send().await {
+            let old_tat = match conditional(update.send().await, "UpdateItem")? {
                 Ok(_) => return Ok(RateDecision::Allowed),
-                Err(e) => match e.as_service_error() {
-                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => match c.item() {
-                        Some(item) => get_n(item, &pk, "tat_us")?,
-                        None => None,
-                    },
-                    _ => return Err(DynamoError::sdk("UpdateItem", e)),
+                Err(UpdateItemError::ConditionalCheckFailedException(c)) => match c.item() {
+                    Some(item) => get_n(item, &pk, "tat_us")?,
+                    None => None,
                 },
+                Err(_) => None,
             };
             branch = match old_tat {
                 None => Branch::Idle,

@@ -5,9 +5,12 @@
 //! secret and keeps the old one for [`SigningSecretStore::overlap`] (24 h by
 //! default), during which webhooks carry a signature for each active secret,
 //! so receivers can switch at their own pace. Rotating again within the
-//! overlap keeps every secret that is still inside its own 24 hours (up to
-//! [`SigningSecretStore::max_previous`]), so no secret handed out by a
-//! rotation stops working early.
+//! overlap keeps every secret that is still inside its own 24 hours, so no
+//! secret handed out by a rotation stops working early. At most
+//! [`SigningSecretStore::max_previous`] (4) replaced secrets sign at once (each
+//! adds a signature to every webhook): a rotation that would push a fifth one
+//! out before its 24 hours is refused ([`Rotation::Refused`], with the time the
+//! oldest expires), rather than silently cutting that secret's overlap short.
 //!
 //! Every write is a whole-item `PutItem` conditioned on the `version` that
 //! was read (or on absence, for the first secret), retried on conflict: two
@@ -25,11 +28,33 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
-use super::{DynamoError, Table, get_n, get_s, n, partition_key, s};
+use super::{DynamoError, Table, conditional, get_n, get_s, n, partition_key, s};
+use crate::ids::TenantId;
 use crate::webhook::signing::SigningSecret;
 
 const SORT_KEY: &str = "SIGNING";
 const MAX_ROUNDS: u32 = 5;
+
+/// What a rotation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The new current secret.
+    Rotated(SigningSecret),
+    /// Refused: [`SigningSecretStore::max_previous`] replaced secrets still sign, and replacing
+    /// the current one would end the oldest before its 24 hours. Possible again at
+    /// `next_possible_at`, when the oldest of them expires.
+    Refused { next_possible_at: DateTime<Utc> },
+}
+
+impl Rotation {
+    /// The new secret, if the rotation was made.
+    pub fn rotated(self) -> Option<SigningSecret> {
+        match self {
+            Self::Rotated(secret) => Some(secret),
+            Self::Refused { .. } => None,
+        }
+    }
+}
 
 /// A secret from before the last rotation(s), honoured until `expires_at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +119,7 @@ impl SigningSecretStore {
     }
 
     /// The stored secrets, if the tenant has any (strongly consistent read).
-    pub async fn get(&self, tenant: &str) -> Result<Option<TenantSecrets>, DynamoError> {
+    pub async fn get(&self, tenant: TenantId) -> Result<Option<TenantSecrets>, DynamoError> {
         let pk = key(tenant)?;
         let got = self
             .table
@@ -114,7 +139,7 @@ impl SigningSecretStore {
     #[tracing::instrument(skip(self, now))]
     pub async fn get_or_create(
         &self,
-        tenant: &str,
+        tenant: TenantId,
         now: DateTime<Utc>,
     ) -> Result<TenantSecrets, DynamoError> {
         let pk = key(tenant)?;
@@ -139,14 +164,15 @@ impl SigningSecretStore {
         })
     }
 
-    /// Replaces the current secret with a new one and returns the new one;
-    /// the replaced secret stays active for [`Self::overlap`].
+    /// Replaces the current secret with a new one and returns the new one; the replaced
+    /// secret stays active for [`Self::overlap`]. Refused while [`Self::max_previous`] replaced
+    /// secrets are still active (see the module documentation).
     #[tracing::instrument(skip(self, now))]
     pub async fn rotate(
         &self,
-        tenant: &str,
+        tenant: TenantId,
         now: DateTime<Utc>,
-    ) -> Result<SigningSecret, DynamoError> {
+    ) -> Result<Rotation, DynamoError> {
         let pk = key(tenant)?;
         let overlap = chrono::Duration::from_std(self.overlap).unwrap_or(chrono::Duration::days(1));
         for _ in 0..MAX_ROUNDS {
@@ -163,12 +189,22 @@ impl SigningSecretStore {
                     None,
                 ),
                 Some(old) => {
+                    let kept: Vec<PreviousSecret> = old
+                        .previous
+                        .into_iter()
+                        .filter(|p| p.expires_at > now)
+                        .collect();
+                    if kept.len() >= self.max_previous {
+                        // One more would push the oldest out before its promised 24 hours.
+                        let next_possible_at =
+                            kept.iter().map(|p| p.expires_at).min().unwrap_or(now);
+                        return Ok(Rotation::Refused { next_possible_at });
+                    }
                     let mut previous = vec![PreviousSecret {
                         secret: old.current,
                         expires_at: now + overlap,
                     }];
-                    previous.extend(old.previous.into_iter().filter(|p| p.expires_at > now));
-                    previous.truncate(self.max_previous);
+                    previous.extend(kept);
                     (
                         TenantSecrets {
                             current: new_secret.clone(),
@@ -181,7 +217,7 @@ impl SigningSecretStore {
                 }
             };
             if self.write(&pk, &next, expected).await? {
-                return Ok(new_secret);
+                return Ok(Rotation::Rotated(new_secret));
             }
         }
         Err(DynamoError::Contention {
@@ -194,7 +230,7 @@ impl SigningSecretStore {
     /// tenant's first secret if needed, so the result is never empty).
     pub async fn active(
         &self,
-        tenant: &str,
+        tenant: TenantId,
         now: DateTime<Utc>,
     ) -> Result<Vec<SigningSecret>, DynamoError> {
         Ok(self.get_or_create(tenant, now).await?.active(now))
@@ -236,21 +272,12 @@ impl SigningSecretStore {
                 .expression_attribute_names("#v", "version")
                 .expression_attribute_values(":expected", n(version)),
         };
-        match put.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(DynamoError::sdk("PutItem", e)),
-        }
+        Ok(conditional(put.send().await, "PutItem")?.is_ok())
     }
 }
 
-fn key(tenant: &str) -> Result<String, DynamoError> {
-    partition_key("SIGNING", &[("tenant", tenant)])
+fn key(tenant: TenantId) -> Result<String, DynamoError> {
+    partition_key("SIGNING", &[("tenant", &tenant.to_string())])
 }
 
 fn corrupt(pk: &str, reason: impl Into<String>) -> DynamoError {

@@ -1,34 +1,35 @@
-//! Validation of pattern JSON and its compiled form: every `$or` expanded into
-//! clauses (conjunctions), each clause a tree of single-segment field names
-//! with the leaf conditions at its leaves.
+//! The compiled form of a pattern: each leaf's conditions as [`Matcher`]s,
+//! and every `$or` expanded into clauses (conjunctions), each clause a tree
+//! of single-segment field names with the leaf conditions at its leaves.
+//! The interpreter and the [`PatternSet`](super::PatternSet) both work from
+//! these clauses; [`validate`](super::validate) decides what may be compiled.
 
-use std::fmt::Write as _;
+use std::sync::Arc;
 
 use ipnet::IpNet;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::value::{Num, Wildcard, lowercase, wildcard_complexity};
+use super::validate::{RField, RNode, validate};
+use super::value::{Num, Wildcard};
 use super::{PatternError, PatternLimits};
 
-/// Upper bound on the clauses a pattern's `$or`s may expand into. Each clause
-/// is matched separately, so this bounds the work one pattern can cost.
-pub(crate) const MAX_CLAUSES: usize = 1024;
-
-/// Hard ceiling on `PatternLimits::max_depth`.
-pub(crate) const MAX_DEPTH_CAP: usize = 256;
+/// A leaf's conditions. Shared, not copied, by every clause the `$or`
+/// expansion puts the leaf in, and by the [`PatternSet`](super::PatternSet)
+/// structures built from those clauses.
+pub(crate) type Matchers = Arc<[Matcher]>;
 
 /// One element of a leaf array: a value to equal or one operator.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Matcher {
     Exact(Exact),
-    Prefix(String),
+    Prefix(Arc<str>),
     /// Lowercased.
-    PrefixIc(String),
-    Suffix(String),
+    PrefixIc(Arc<str>),
+    Suffix(Arc<str>),
     /// Lowercased.
-    SuffixIc(String),
+    SuffixIc(Arc<str>),
     /// Lowercased.
-    EqIc(String),
+    EqIc(Arc<str>),
     Wildcard(Wildcard),
     AnythingBut(AnythingBut),
     Numeric(Range),
@@ -38,7 +39,7 @@ pub(crate) enum Matcher {
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Exact {
-    Str(String),
+    Str(Arc<str>),
     Num(Num),
     Bool(bool),
     Null,
@@ -46,13 +47,33 @@ pub(crate) enum Exact {
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum AnythingBut {
-    Strings(Vec<String>),
-    Numbers(Vec<Num>),
-    Prefix(Vec<String>),
-    Suffix(Vec<String>),
+    Strings(Arc<[String]>),
+    Numbers(Arc<[Num]>),
+    Prefix(Arc<[String]>),
+    Suffix(Arc<[String]>),
     /// Lowercased.
-    IgnoreCase(Vec<String>),
-    Wildcard(Vec<Wildcard>),
+    IgnoreCase(Arc<[String]>),
+    Wildcard(Arc<[Wildcard]>),
+}
+
+impl Matcher {
+    /// How many values to match this holds: one, or one per element of an
+    /// `anything-but` list, which is checked element by element. The unit
+    /// of a pattern's [`cost`](super::Pattern::cost).
+    pub(crate) fn values(&self) -> u64 {
+        let n = match self {
+            Matcher::AnythingBut(
+                AnythingBut::Strings(list)
+                | AnythingBut::Prefix(list)
+                | AnythingBut::Suffix(list)
+                | AnythingBut::IgnoreCase(list),
+            ) => list.len(),
+            Matcher::AnythingBut(AnythingBut::Numbers(list)) => list.len(),
+            Matcher::AnythingBut(AnythingBut::Wildcard(list)) => list.len(),
+            _ => 1,
+        };
+        u64::try_from(n).unwrap_or(u64::MAX)
+    }
 }
 
 /// A numeric range; `(bound, inclusive)`.
@@ -94,24 +115,24 @@ pub(crate) struct Node {
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Field {
-    pub(crate) key: String,
+    pub(crate) key: Arc<str>,
     pub(crate) kind: FieldKind,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum FieldKind {
-    Leaf(Vec<Matcher>),
+    Leaf(Matchers),
     Node(Node),
 }
 
 /// A leaf condition with its full path, as listed by [`Node::leaves`].
 pub(crate) struct LeafRef<'a> {
     pub(crate) path: Vec<&'a str>,
-    pub(crate) matchers: &'a [Matcher],
+    pub(crate) matchers: &'a Matchers,
 }
 
 impl Node {
-    fn insert(&mut self, path: &[String], matchers: Vec<Matcher>) {
+    fn insert(&mut self, path: &[Arc<str>], matchers: Matchers) {
         let Some((head, rest)) = path.split_first() else {
             return;
         };
@@ -165,187 +186,23 @@ impl Node {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Paths for error messages
-
-#[derive(Clone)]
-enum Seg<'a> {
-    Key(&'a str),
-    Index(usize),
-}
-
-fn render_path(segs: &[Seg<'_>]) -> String {
-    let mut s = String::from("$");
-    for seg in segs {
-        match seg {
-            Seg::Index(i) => {
-                let _ = write!(s, "[{i}]");
-            }
-            Seg::Key(k) => {
-                let plain = !k.is_empty()
-                    && k.chars()
-                        .next()
-                        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
-                    && k.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '$'));
-                if plain {
-                    s.push('.');
-                    s.push_str(k);
-                } else {
-                    let quoted = serde_json::to_string(k).unwrap_or_default();
-                    let _ = write!(s, "[{quoted}]");
-                }
-            }
-        }
-    }
-    s
-}
-
-/// A path in the pattern and the errors found so far.
-struct Validator<'a> {
-    path: Vec<Seg<'a>>,
-    errors: Vec<PatternError>,
-}
-
-impl<'a> Validator<'a> {
-    fn err(&mut self, message: impl Into<String>) {
-        self.errors.push(PatternError {
-            path: render_path(&self.path),
-            message: message.into(),
-        });
-    }
-
-    fn err_at(&mut self, seg: Seg<'a>, message: impl Into<String>) {
-        self.path.push(seg);
-        self.err(message);
-        self.path.pop();
-    }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Size and depth, measured without recursion so no input can exhaust the stack
-
-/// Nesting depth of containers (objects and arrays); a scalar is 0.
-pub(crate) fn depth_of(value: &Value) -> usize {
-    let mut max = 0;
-    let mut stack: Vec<(&Value, usize)> = vec![(value, 1)];
-    while let Some((v, d)) = stack.pop() {
-        match v {
-            Value::Array(items) => {
-                max = max.max(d);
-                stack.extend(items.iter().map(|i| (i, d + 1)));
-            }
-            Value::Object(map) => {
-                max = max.max(d);
-                stack.extend(map.values().map(|i| (i, d + 1)));
-            }
-            _ => {}
-        }
-    }
-    max
-}
-
-/// Counts the characters of the compact JSON serialisation, stopping early
-/// once past `limit`.
-pub(crate) fn compact_chars(value: &Value, limit: usize) -> usize {
-    struct Counter {
-        chars: usize,
-        limit: usize,
-    }
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            // Count UTF-8 leading bytes, i.e. characters.
-            self.chars += buf.iter().filter(|b| (**b & 0xC0) != 0x80).count();
-            if self.chars > self.limit {
-                return Err(std::io::Error::other("over limit"));
-            }
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut c = Counter { chars: 0, limit };
-    let _ = serde_json::to_writer(&mut c, value);
-    c.chars
-}
-
-// ---------------------------------------------------------------------------
-// Validation
-
-/// A pattern as written, after validation but before `$or` expansion.
-struct RNode {
-    /// (dot-split path, content)
-    fields: Vec<(Vec<String>, RField)>,
-    ors: Vec<Vec<RNode>>,
-}
-
-enum RField {
-    Leaf(Vec<Matcher>),
-    Node(RNode),
+/// A valid pattern, compiled.
+#[derive(Debug, Clone)]
+pub(crate) struct Compiled {
+    /// The pattern with every `$or` expanded: it matches when any clause
+    /// does.
+    pub(crate) clauses: Vec<Node>,
+    /// The values to match the clauses hold in all (see [`Matcher::values`]).
+    pub(crate) cost: u64,
 }
 
 /// Validates `value` and compiles it into clauses.
 pub(crate) fn compile(
     value: &Value,
     limits: &PatternLimits,
-) -> Result<Vec<Node>, Vec<PatternError>> {
-    let top = |message: String| {
-        Err(vec![PatternError {
-            path: "$".into(),
-            message,
-        }])
-    };
-    // Validation recurses once per level, so the depth limit also bounds the
-    // stack; a configured limit above MAX_DEPTH_CAP is capped.
-    let max_depth = limits.max_depth.min(MAX_DEPTH_CAP);
-    let depth = depth_of(value);
-    if depth > max_depth {
-        return top(format!(
-            "the pattern nests {depth} levels of objects and arrays; the limit is {max_depth}"
-        ));
-    }
-    let chars = compact_chars(value, limits.max_chars);
-    if chars > limits.max_chars {
-        return top(format!(
-            "the pattern is longer than {} characters (measured as compact JSON)",
-            limits.max_chars
-        ));
-    }
-    let Value::Object(map) = value else {
-        return top(format!(
-            "a pattern must be a JSON object, found {}",
-            kind_of(value)
-        ));
-    };
-    let mut v = Validator {
-        path: Vec::new(),
-        errors: Vec::new(),
-    };
-    let root = validate_object(&mut v, map);
-    if !v.errors.is_empty() {
-        return Err(v.errors);
-    }
-    let Some(root) = root else {
-        return top("the pattern is not valid".into());
-    };
-    let conjunctions = expand(&root, &[]).map_err(|message| {
-        vec![PatternError {
-            path: "$".into(),
-            message,
-        }]
-    })?;
+) -> Result<Compiled, Vec<PatternError>> {
+    let root = validate(value, limits)?;
+    let conjunctions = expand(&root, &[]);
     let mut clauses = Vec::with_capacity(conjunctions.len());
     for conj in conjunctions {
         let mut node = Node::default();
@@ -354,509 +211,52 @@ pub(crate) fn compile(
         }
         clauses.push(node);
     }
-    Ok(clauses)
-}
-
-fn validate_object<'a>(v: &mut Validator<'a>, map: &'a Map<String, Value>) -> Option<RNode> {
-    if map.is_empty() {
-        v.err("an object in a pattern needs at least one field");
-        return None;
-    }
-    let mut node = RNode {
-        fields: Vec::new(),
-        ors: Vec::new(),
-    };
-    let mut ok = true;
-    for (key, value) in map {
-        v.path.push(Seg::Key(key));
-        if key == "$or" {
-            match validate_or(v, value) {
-                Some(branches) => node.ors.push(branches),
-                None => ok = false,
-            }
-        } else {
-            let segments: Vec<String> = key.split('.').map(str::to_owned).collect();
-            let field = match value {
-                Value::Array(items) => validate_leaf(v, items).map(RField::Leaf),
-                Value::Object(inner) => validate_object(v, inner).map(RField::Node),
-                other => {
-                    v.err(format!(
-                        "a field's value must be an array of values to match or an object of nested fields, found {}",
-                        kind_of(other)
-                    ));
-                    None
-                }
-            };
-            match field {
-                Some(f) => node.fields.push((segments, f)),
-                None => ok = false,
-            }
-        }
-        v.path.pop();
-    }
-    ok.then_some(node)
-}
-
-fn validate_or<'a>(v: &mut Validator<'a>, value: &'a Value) -> Option<Vec<RNode>> {
-    let Value::Array(items) = value else {
-        v.err(format!(
-            "\"$or\" needs an array of at least two pattern objects, found {}",
-            kind_of(value)
-        ));
-        return None;
-    };
-    if items.len() < 2 {
-        v.err("\"$or\" needs at least two alternatives");
-        return None;
-    }
-    let mut branches = Vec::new();
-    let mut ok = true;
-    for (i, item) in items.iter().enumerate() {
-        v.path.push(Seg::Index(i));
-        match item {
-            Value::Object(map) => match validate_object(v, map) {
-                Some(n) => branches.push(n),
-                None => ok = false,
-            },
-            other => {
-                v.err(format!(
-                    "each \"$or\" alternative must be a pattern object, found {}",
-                    kind_of(other)
-                ));
-                ok = false;
-            }
-        }
-        v.path.pop();
-    }
-    ok.then_some(branches)
-}
-
-fn validate_leaf<'a>(v: &mut Validator<'a>, items: &'a [Value]) -> Option<Vec<Matcher>> {
-    if items.is_empty() {
-        v.err("an array of values to match cannot be empty");
-        return None;
-    }
-    let mut out = Vec::with_capacity(items.len());
-    let mut ok = true;
-    for (i, item) in items.iter().enumerate() {
-        v.path.push(Seg::Index(i));
-        let m = match item {
-            Value::String(s) => Some(Matcher::Exact(Exact::Str(s.clone()))),
-            Value::Number(n) => Some(Matcher::Exact(Exact::Num(Num::from_json(n)))),
-            Value::Bool(b) => Some(Matcher::Exact(Exact::Bool(*b))),
-            Value::Null => Some(Matcher::Exact(Exact::Null)),
-            Value::Array(_) => {
-                v.err("a value to match cannot be an array; list the values directly");
-                None
-            }
-            Value::Object(map) => validate_operator(v, map),
-        };
-        match m {
-            Some(m) => out.push(m),
-            None => ok = false,
-        }
-        v.path.pop();
-    }
-    if ok {
-        let wildcards: Vec<&Wildcard> = out
-            .iter()
-            .flat_map(|m| match m {
-                Matcher::Wildcard(w) => std::slice::from_ref(w),
-                Matcher::AnythingBut(AnythingBut::Wildcard(ws)) => ws.as_slice(),
-                _ => &[],
-            })
-            .collect();
-        if !wildcards.is_empty() && wildcard_complexity(&wildcards).is_err() {
-            v.err(
-                "rule is too complex: use fewer wildcard characters, or fewer repeated character sequences after a wildcard",
-            );
-            return None;
-        }
-    }
-    ok.then_some(out)
-}
-
-const OPERATORS: &str =
-    "prefix, suffix, equals-ignore-case, wildcard, anything-but, numeric, cidr, exists";
-
-fn validate_operator<'a>(v: &mut Validator<'a>, map: &'a Map<String, Value>) -> Option<Matcher> {
-    let mut iter = map.iter();
-    let (Some((op, arg)), None) = (iter.next(), iter.next()) else {
-        v.err(format!(
-            "an operator object needs exactly one operator ({OPERATORS}), found {} keys",
-            map.len()
-        ));
-        return None;
-    };
-    v.path.push(Seg::Key(op));
-    let result = match op.as_str() {
-        "prefix" => string_or_ignore_case(v, "prefix", arg).map(|(s, ic)| {
-            if ic {
-                Matcher::PrefixIc(lowercase(&s))
-            } else {
-                Matcher::Prefix(s)
-            }
-        }),
-        "suffix" => string_or_ignore_case(v, "suffix", arg).map(|(s, ic)| {
-            if ic {
-                Matcher::SuffixIc(lowercase(&s))
-            } else {
-                Matcher::Suffix(s)
-            }
-        }),
-        "equals-ignore-case" => match arg {
-            Value::String(s) => Some(Matcher::EqIc(lowercase(s))),
-            other => {
-                v.err(format!(
-                    "\"equals-ignore-case\" needs a string, found {}",
-                    kind_of(other)
-                ));
-                None
-            }
-        },
-        "wildcard" => match arg {
-            Value::String(s) => match Wildcard::parse(s) {
-                Ok(w) => Some(Matcher::Wildcard(w)),
-                Err(e) => {
-                    v.err(e);
-                    None
-                }
-            },
-            other => {
-                v.err(format!(
-                    "\"wildcard\" needs a string, found {}",
-                    kind_of(other)
-                ));
-                None
-            }
-        },
-        "anything-but" => validate_anything_but(v, arg).map(Matcher::AnythingBut),
-        "numeric" => validate_numeric(v, arg).map(Matcher::Numeric),
-        "cidr" => match arg {
-            Value::String(s) => match s.parse::<IpNet>() {
-                Ok(net) => Some(Matcher::Cidr(net.trunc())),
-                Err(_) => {
-                    v.err(format!(
-                        "{} is not an IP address range in CIDR notation (like \"10.0.0.0/24\" or \"2001:db8::/32\")",
-                        serde_json::to_string(s).unwrap_or_default()
-                    ));
-                    None
-                }
-            },
-            other => {
-                v.err(format!(
-                    "\"cidr\" needs a string in CIDR notation, found {}",
-                    kind_of(other)
-                ));
-                None
-            }
-        },
-        "exists" => match arg {
-            Value::Bool(b) => Some(Matcher::Exists(*b)),
-            other => {
-                v.err(format!(
-                    "\"exists\" needs true or false, found {}",
-                    kind_of(other)
-                ));
-                None
-            }
-        },
-        other => {
-            let hint = if OPERATORS.split(", ").any(|o| o.eq_ignore_ascii_case(other)) {
-                " (operator names are lowercase)"
-            } else {
-                ""
-            };
-            v.path.pop();
-            v.err(format!(
-                "{} is not an operator{hint}; use one of {OPERATORS}",
-                serde_json::to_string(other).unwrap_or_default()
-            ));
-            return None;
-        }
-    };
-    v.path.pop();
-    result
-}
-
-/// `"text"` or `{"equals-ignore-case": "text"}`; returns (text, ignore_case).
-fn string_or_ignore_case<'a>(
-    v: &mut Validator<'a>,
-    op: &str,
-    arg: &'a Value,
-) -> Option<(String, bool)> {
-    match arg {
-        Value::String(s) => Some((s.clone(), false)),
-        Value::Object(map) if map.len() == 1 && map.contains_key("equals-ignore-case") => {
-            match map.get("equals-ignore-case") {
-                Some(Value::String(s)) => Some((s.clone(), true)),
-                Some(other) => {
-                    v.err_at(
-                        Seg::Key("equals-ignore-case"),
-                        format!(
-                            "\"equals-ignore-case\" needs a string, found {}",
-                            kind_of(other)
-                        ),
-                    );
-                    None
-                }
-                None => None,
-            }
-        }
-        other => {
-            v.err(format!(
-                "\"{op}\" needs a string or {{\"equals-ignore-case\": string}}, found {}",
-                kind_of(other)
-            ));
-            None
-        }
-    }
-}
-
-fn validate_anything_but<'a>(v: &mut Validator<'a>, arg: &'a Value) -> Option<AnythingBut> {
-    match arg {
-        Value::String(s) => Some(AnythingBut::Strings(vec![s.clone()])),
-        Value::Number(n) => Some(AnythingBut::Numbers(vec![Num::from_json(n)])),
-        Value::Array(items) => {
-            if items.is_empty() {
-                v.err("\"anything-but\" needs at least one value");
-                return None;
-            }
-            if items.iter().all(Value::is_string) {
-                Some(AnythingBut::Strings(
-                    items
-                        .iter()
-                        .filter_map(|i| i.as_str().map(str::to_owned))
-                        .collect(),
-                ))
-            } else if let Some(nums) = items
-                .iter()
-                .map(|i| i.as_number().map(Num::from_json))
-                .collect::<Option<Vec<_>>>()
-            {
-                Some(AnythingBut::Numbers(nums))
-            } else {
-                v.err(
-                    "\"anything-but\" takes a list of only strings or only numbers (no null, booleans, objects or a mix)",
-                );
-                None
-            }
-        }
-        Value::Object(map) => {
-            let mut iter = map.iter();
-            let (Some((op, inner)), None) = (iter.next(), iter.next()) else {
-                v.err(format!(
-                    "\"anything-but\" takes one of prefix, suffix, equals-ignore-case or wildcard, found {} keys",
-                    map.len()
-                ));
-                return None;
-            };
-            v.path.push(Seg::Key(op));
-            let strings = |v: &mut Validator<'a>, allow_empty: bool| -> Option<Vec<String>> {
-                let list: Vec<&Value> = match inner {
-                    Value::Array(items) if !items.is_empty() => items.iter().collect(),
-                    Value::Array(_) => {
-                        v.err(format!("\"{op}\" needs at least one string"));
-                        return None;
-                    }
-                    single => vec![single],
-                };
-                let mut out = Vec::new();
-                for (i, item) in list.iter().enumerate() {
-                    match item {
-                        Value::String(s) if allow_empty || !s.is_empty() => out.push(s.clone()),
-                        Value::String(_) => {
-                            v.err(format!(
-                                "\"anything-but\" with \"{op}\" cannot use an empty string"
-                            ));
-                            return None;
-                        }
-                        other => {
-                            let at = if matches!(inner, Value::Array(_)) {
-                                format!(" (element {i})")
-                            } else {
-                                String::new()
-                            };
-                            v.err(format!(
-                                "\"{op}\" inside \"anything-but\" needs a string or a list of strings, found {}{at}",
-                                kind_of(other)
-                            ));
-                            return None;
-                        }
-                    }
-                }
-                Some(out)
-            };
-            let result = match op.as_str() {
-                "prefix" => strings(v, false).map(AnythingBut::Prefix),
-                "suffix" => strings(v, false).map(AnythingBut::Suffix),
-                "equals-ignore-case" => strings(v, true).map(|list| {
-                    AnythingBut::IgnoreCase(list.iter().map(|s| lowercase(s)).collect())
-                }),
-                "wildcard" => strings(v, true).and_then(|list| {
-                    let mut out = Vec::new();
-                    for s in &list {
-                        match Wildcard::parse(s) {
-                            Ok(w) => out.push(w),
-                            Err(e) => {
-                                v.err(e);
-                                return None;
-                            }
-                        }
-                    }
-                    Some(AnythingBut::Wildcard(out))
-                }),
-                other => {
-                    v.err(format!(
-                        "{} cannot be used inside \"anything-but\"; use prefix, suffix, equals-ignore-case or wildcard",
-                        serde_json::to_string(other).unwrap_or_default()
-                    ));
-                    None
-                }
-            };
-            v.path.pop();
-            result
-        }
-        other => {
-            v.err(format!(
-                "\"anything-but\" needs a string, a number, a list of strings or numbers, or an object with prefix, suffix, equals-ignore-case or wildcard; found {}",
-                kind_of(other)
-            ));
-            None
-        }
-    }
-}
-
-fn validate_numeric<'a>(v: &mut Validator<'a>, arg: &'a Value) -> Option<Range> {
-    let Value::Array(items) = arg else {
-        v.err(format!(
-            "\"numeric\" needs an array of operator and number pairs, like [\">\", 0, \"<=\", 5]; found {}",
-            kind_of(arg)
-        ));
-        return None;
-    };
-    if items.is_empty() || items.len() % 2 != 0 || items.len() > 4 {
-        v.err("\"numeric\" needs one or two pairs of an operator and a number, like [\">\", 0, \"<=\", 5]");
-        return None;
-    }
-    let mut range = Range {
-        lower: None,
-        upper: None,
-    };
-    let mut equals = false;
-    for pair in items.chunks(2) {
-        let (op, num) = (&pair[0], &pair[1]);
-        let Some(op) = op.as_str() else {
-            v.err(format!(
-                "expected a numeric operator (<, <=, =, >, >=), found {}",
-                kind_of(op)
-            ));
-            return None;
-        };
-        let n = match num {
-            Value::Number(n) => Num::from_json(n),
-            other => {
-                v.err(format!(
-                    "\"{op}\" must be followed by a JSON number, found {}",
-                    kind_of(other)
-                ));
-                return None;
-            }
-        };
-        let slot = match op {
-            ">" | ">=" => &mut range.lower,
-            "<" | "<=" => &mut range.upper,
-            "=" => {
-                equals = true;
-                range.lower = Some((n, true));
-                range.upper = Some((n, true));
-                continue;
-            }
-            other => {
-                v.err(format!(
-                    "{} is not a numeric operator (use <, <=, =, >, >=)",
-                    serde_json::to_string(other).unwrap_or_default()
-                ));
-                return None;
-            }
-        };
-        if slot.is_some() {
-            v.err("\"numeric\" allows at most one lower bound (> or >=) and one upper bound (< or <=)");
-            return None;
-        }
-        *slot = Some((n, op.ends_with('=')));
-    }
-    if equals && items.len() > 2 {
-        v.err("\"=\" cannot be combined with another bound in \"numeric\"");
-        return None;
-    }
-    if let (Some((lo, lo_inc)), Some((hi, hi_inc))) = (range.lower, range.upper) {
-        use std::cmp::Ordering::*;
-        let empty = match lo.cmp_num(hi) {
-            Greater => true,
-            Equal => !(lo_inc && hi_inc),
-            Less => false,
-        };
-        if empty {
-            v.err("the lower bound of this \"numeric\" range is not below its upper bound, so nothing can match");
-            return None;
-        }
-    }
-    Some(range)
+    Ok(Compiled {
+        clauses,
+        cost: root.expansion.values,
+    })
 }
 
 // ---------------------------------------------------------------------------
-// `$or` expansion
+// `$or` expansion. Validation has bounded what it produces (clauses and the
+// values they hold), so it cannot fail; the clauses share each leaf's path
+// and matchers instead of copying them.
 
-type Conj = Vec<(Vec<String>, Vec<Matcher>)>;
+type Conj = Vec<(Arc<[Arc<str>]>, Matchers)>;
 
-fn expand(node: &RNode, prefix: &[String]) -> Result<Vec<Conj>, String> {
+fn expand(node: &RNode, prefix: &[Arc<str>]) -> Vec<Conj> {
     let mut acc: Vec<Conj> = vec![Vec::new()];
     for (path, field) in &node.fields {
-        let full: Vec<String> = prefix.iter().chain(path.iter()).cloned().collect();
+        let full: Vec<Arc<str>> = prefix.iter().chain(path.iter()).cloned().collect();
         match field {
             RField::Leaf(m) => {
+                let full: Arc<[Arc<str>]> = full.into();
                 for c in &mut acc {
-                    c.push((full.clone(), m.clone()));
+                    c.push((Arc::clone(&full), Arc::clone(m)));
                 }
             }
             RField::Node(child) => {
-                let sub = expand(child, &full)?;
-                acc = product(acc, &sub)?;
+                let sub = expand(child, &full);
+                acc = product(acc, &sub);
             }
         }
     }
     for branches in &node.ors {
-        let mut alts = Vec::new();
-        for b in branches {
-            alts.extend(expand(b, prefix)?);
-            if alts.len() > MAX_CLAUSES {
-                return Err(too_many());
-            }
-        }
-        acc = product(acc, &alts)?;
+        let alts: Vec<Conj> = branches.iter().flat_map(|b| expand(b, prefix)).collect();
+        acc = product(acc, &alts);
     }
-    Ok(acc)
+    acc
 }
 
-fn too_many() -> String {
-    format!(
-        "the \"$or\" alternatives of this pattern combine into more than {MAX_CLAUSES} cases; simplify it or split it into several patterns"
-    )
-}
-
-fn product(left: Vec<Conj>, right: &[Conj]) -> Result<Vec<Conj>, String> {
-    if right.len() == 1 {
+fn product(left: Vec<Conj>, right: &[Conj]) -> Vec<Conj> {
+    if let [only] = right {
         let mut left = left;
         for c in &mut left {
-            c.extend(right[0].iter().cloned());
+            c.extend(only.iter().cloned());
         }
-        return Ok(left);
+        return left;
     }
-    if left.len().saturating_mul(right.len()) > MAX_CLAUSES {
-        return Err(too_many());
-    }
-    let mut out = Vec::with_capacity(left.len() * right.len());
+    let mut out = Vec::with_capacity(left.len().saturating_mul(right.len()));
     for l in &left {
         for r in right {
             let mut c = l.clone();
@@ -864,5 +264,67 @@ fn product(left: Vec<Conj>, right: &[Conj]) -> Result<Vec<Conj>, String> {
             out.push(c);
         }
     }
-    Ok(out)
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compiled(text: &str) -> Compiled {
+        let value: Value = serde_json::from_str(text).expect("json");
+        let limits = PatternLimits {
+            max_chars: 1 << 20,
+            max_depth: 64,
+        };
+        compile(&value, &limits).expect("valid")
+    }
+
+    /// Validation counts the expansion without doing it; the count must be
+    /// what expanding gives, or the budget bounds the wrong thing.
+    #[test]
+    fn the_counted_expansion_is_the_expansion() {
+        for text in [
+            r#"{"a": [1]}"#,
+            r#"{"a": [1, 2, {"anything-but": ["x", "y", "z"]}]}"#,
+            r#"{"t": ["x", "y"], "$or": [{"a": [1]}, {"b": [1, 2]}, {"c": {"d": [3]}}]}"#,
+            r#"{"a": {"$or": [{"b": [1]}, {"c": [2]}]}, "e": {"$or": [{"f": [1]}, {"g": [2, 3]}, {"h": [4]}]}, "z": [0, 0, 0]}"#,
+            r#"{"$or": [{"a": [1], "$or": [{"b": [2]}, {"c": [3]}]}, {"d": {"e": [4], "$or": [{"f": [5]}, {"g": [6, 7]}]}}]}"#,
+            r#"{"a.b": [1], "a": {"$or": [{"c": [2]}, {"d.e": [3]}]}, "$or": [{"x": [{"exists": false}]}, {"y": [{"prefix": "p"}]}]}"#,
+        ] {
+            let c = compiled(text);
+            let values: u64 = c
+                .clauses
+                .iter()
+                .flat_map(|clause| clause.leaves())
+                .map(|leaf| leaf.matchers.iter().map(Matcher::values).sum::<u64>())
+                .sum();
+            assert_eq!(c.cost, values, "{text}");
+        }
+        let c = compiled(
+            r#"{"a": {"$or": [{"b": [1]}, {"c": [2]}]}, "e": {"$or": [{"f": [1]}, {"g": [2, 3]}, {"h": [4]}]}, "z": [0, 0, 0]}"#,
+        );
+        assert_eq!(c.clauses.len(), 6);
+        assert_eq!(c.cost, 6 * (1 + 3) + 2 * (1 + 2 + 1));
+    }
+
+    /// Clauses share each leaf's matchers and path segments: expansion
+    /// copies pointers, not conditions.
+    #[test]
+    fn clauses_share_their_leaves() {
+        let c = compiled(r#"{"z": [1, 2, 3], "$or": [{"a": [1]}, {"b": [2]}, {"c": [3]}]}"#);
+        let z: Vec<&Matchers> = c
+            .clauses
+            .iter()
+            .flat_map(|clause| clause.fields.iter())
+            .filter_map(|f| match &f.kind {
+                FieldKind::Leaf(m) if &*f.key == "z" => Some(m),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(z.len(), 3);
+        assert!(z.iter().all(|m| Arc::ptr_eq(m, z[0])));
+        // One per clause: validation's own went with the unexpanded pattern.
+        assert_eq!(Arc::strong_count(z[0]), 3);
+    }
 }

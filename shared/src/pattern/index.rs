@@ -7,6 +7,7 @@
 //! prefix or suffix are checked one by one.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use rustc_hash::FxHashMap;
@@ -29,14 +30,16 @@ fn remove_target(list: &mut Targets, t: u32) {
 /// Strings keyed by themselves, probed by every distinct key length.
 #[derive(Debug, Default)]
 struct Affix {
-    map: FxHashMap<Box<str>, Targets>,
+    /// Keyed by the pattern's own string, shared, so that a prefix in many
+    /// states is stored once.
+    map: FxHashMap<Arc<str>, Targets>,
     /// (length in bytes, number of keys with that length), sorted by length.
     lens: Vec<(usize, u32)>,
 }
 
 impl Affix {
-    fn add(&mut self, key: &str, t: u32) {
-        let list = self.map.entry(key.into()).or_default();
+    fn add(&mut self, key: &Arc<str>, t: u32) {
+        let list = self.map.entry(Arc::clone(key)).or_default();
         if list.is_empty() {
             match self.lens.binary_search_by_key(&key.len(), |(l, _)| *l) {
                 Ok(i) => self.lens[i].1 += 1,
@@ -401,7 +404,7 @@ impl Cidrs {
 /// values stays small.
 #[derive(Debug, Default)]
 struct Rare {
-    ignore_case: FxHashMap<Box<str>, Targets>,
+    ignore_case: FxHashMap<Arc<str>, Targets>,
     prefix: Affix,
     prefix_ic: Affix,
     suffix: Affix,
@@ -435,7 +438,9 @@ impl Rare {
 pub(crate) struct FieldIndex {
     /// `exists: true`: any scalar at all.
     any: Targets,
-    strings: FxHashMap<Box<str>, Targets>,
+    /// Keyed by the pattern's own strings, shared: a value that leads to
+    /// many states (one per `$or` clause) is stored once.
+    strings: FxHashMap<Arc<str>, Targets>,
     numbers: FxHashMap<NumKey, Targets>,
     trues: Targets,
     falses: Targets,
@@ -465,7 +470,7 @@ impl FieldIndex {
             // candidate clause is verified.
             Matcher::Exists(false) => {}
             Matcher::Exact(Exact::Str(s)) => {
-                add_target(self.strings.entry(s.as_str().into()).or_default(), t)
+                add_target(self.strings.entry(Arc::clone(s)).or_default(), t)
             }
             Matcher::Exact(Exact::Num(n)) => {
                 add_target(self.numbers.entry(n.key()).or_default(), t)
@@ -473,13 +478,9 @@ impl FieldIndex {
             Matcher::Exact(Exact::Bool(true)) => add_target(&mut self.trues, t),
             Matcher::Exact(Exact::Bool(false)) => add_target(&mut self.falses, t),
             Matcher::Exact(Exact::Null) => add_target(&mut self.nulls, t),
-            Matcher::EqIc(s) => add_target(
-                self.rare()
-                    .ignore_case
-                    .entry(s.as_str().into())
-                    .or_default(),
-                t,
-            ),
+            Matcher::EqIc(s) => {
+                add_target(self.rare().ignore_case.entry(Arc::clone(s)).or_default(), t)
+            }
             Matcher::Prefix(s) => self.rare().prefix.add(s, t),
             Matcher::PrefixIc(s) => self.rare().prefix_ic.add(s, t),
             Matcher::Suffix(s) => self.rare().suffix.add(s, t),
@@ -515,7 +516,7 @@ impl FieldIndex {
         match m {
             Matcher::Exists(true) => remove_target(&mut self.any, t),
             Matcher::Exists(false) => {}
-            Matcher::Exact(Exact::Str(s)) => from_map(&mut self.strings, s.as_str(), t),
+            Matcher::Exact(Exact::Str(s)) => from_map(&mut self.strings, &**s, t),
             Matcher::Exact(Exact::Num(n)) => from_map(&mut self.numbers, &n.key(), t),
             Matcher::Exact(Exact::Bool(true)) => remove_target(&mut self.trues, t),
             Matcher::Exact(Exact::Bool(false)) => remove_target(&mut self.falses, t),
@@ -532,7 +533,7 @@ impl FieldIndex {
             _ => {
                 if let Some(rare) = self.rare.as_mut() {
                     match m {
-                        Matcher::EqIc(s) => from_map(&mut rare.ignore_case, s.as_str(), t),
+                        Matcher::EqIc(s) => from_map(&mut rare.ignore_case, &**s, t),
                         Matcher::Prefix(s) => rare.prefix.remove(s, t),
                         Matcher::PrefixIc(s) => rare.prefix_ic.remove(s, t),
                         Matcher::Suffix(s) => rare.suffix.remove(s, t),

@@ -4,8 +4,16 @@
 //! not the number of patterns.
 //!
 //! This module owns pattern validation (every problem reported with its JSON
-//! path), pattern semantics and matching. It knows nothing of AWS, tenants or
-//! triggers, and depends only on serde_json, ipnet, memchr and rustc-hash.
+//! path), pattern semantics and matching, and the bounds on what one pattern
+//! may cost. It knows nothing of AWS, tenants or triggers, and depends only
+//! on serde_json, ipnet, memchr and rustc-hash.
+//!
+//! Inside: `validate` (the language's rules and error paths), `compile`
+//! (the clauses of a valid pattern, its `$or`s expanded), `interp` (the
+//! reference interpreter), `set` with `index` (the automaton and its
+//! per-field value indexes), `scan` (reading an event once: the path trie,
+//! the kept fields, the scanner) and `value` (numbers, case folding,
+//! wildcards).
 //!
 //! ```
 //! use triggeriq::pattern::{Pattern, PatternSet};
@@ -28,11 +36,28 @@ mod index;
 mod interp;
 mod scan;
 mod set;
+mod validate;
 mod value;
 
 use serde_json::Value;
 
 pub use set::{PatternSet, SetError, SetLimits};
+
+/// The most values to match a pattern may hold once its `$or`s are expanded
+/// ([`Pattern::cost`]) when it has any `$or`; a pattern over it is refused
+/// at validation, with the path of the `$or` that took it over. Each clause
+/// of the expansion repeats the conditions beside the `$or`s, so without
+/// this bound a valid 4 KB pattern expanded to about two million values
+/// (hundreds of MiB compiled). 16,384 is about eight times what a 4 KB
+/// pattern without `$or` can hold.
+pub const MAX_EXPANDED_VALUES: usize = 16_384;
+
+/// A step allowance for [`Pattern::matches_within`] that patterns of
+/// realistic shape stay far below on large events (a tenth of it covers a
+/// five-condition pattern with `$or` on a 256 KB event), and that the
+/// reference interpreter spends in 10–80 ms (release build, development VM;
+/// `docs/patterns.md`, "Limits and costs").
+pub const DEFAULT_MATCH_STEPS: u64 = 10_000_000;
 
 /// Deepest nesting of arrays and objects accepted in an event: the same limit
 /// serde_json applies, so the reference interpreter and [`PatternSet`]
@@ -58,6 +83,17 @@ impl Default for PatternLimits {
         Self {
             max_chars: 4096,
             max_depth: 32,
+        }
+    }
+}
+
+impl PatternLimits {
+    /// For reading back patterns that were validated when they were written: a limit lowered
+    /// since must not make a stored pattern unreadable.
+    pub fn stored() -> Self {
+        Self {
+            max_chars: 1 << 20,
+            max_depth: 128,
         }
     }
 }
@@ -105,13 +141,31 @@ impl InvalidPattern {
 #[error("event is not valid JSON: {0}")]
 pub struct EventError(pub String);
 
+/// [`Pattern::matches_within`] could not answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MatchError {
+    /// The event could not be read.
+    #[error(transparent)]
+    Event(#[from] EventError),
+    /// Matching this pattern against this event takes more than the steps
+    /// allowed. A property of the pair, not of either alone: an API caller
+    /// can answer it as a client error (the pattern is too expensive for the
+    /// event), never as a server one.
+    #[error(
+        "the pattern is too expensive to match against this event: it takes more than {max_steps} steps; simplify the pattern (fewer \"$or\" cases or values) or send a smaller event"
+    )]
+    TooExpensive {
+        /// The allowance that ran out.
+        max_steps: u64,
+    },
+}
+
 /// A valid, parsed pattern. The only way to get one is through validation, so
 /// holding a `Pattern` means holding a pattern EventBridge would accept.
 #[derive(Debug, Clone)]
 pub struct Pattern {
     source: Value,
-    /// The pattern with every `$or` expanded: it matches when any clause does.
-    clauses: Vec<compile::Node>,
+    compiled: compile::Compiled,
 }
 
 impl Pattern {
@@ -146,11 +200,11 @@ impl Pattern {
     /// Validates a pattern already held as JSON. Its size is measured on the
     /// value's compact JSON serialisation.
     pub fn from_value(value: &Value, limits: &PatternLimits) -> Result<Pattern, InvalidPattern> {
-        let clauses =
+        let compiled =
             compile::compile(value, limits).map_err(|errors| InvalidPattern { errors })?;
         Ok(Pattern {
             source: value.clone(),
-            clauses,
+            compiled,
         })
     }
 
@@ -159,24 +213,88 @@ impl Pattern {
         &self.source
     }
 
-    /// Matches one event, given as JSON bytes, with the reference
-    /// interpreter. For many patterns use a [`PatternSet`].
-    pub fn matches(&self, event: &[u8]) -> Result<bool, EventError> {
-        let value: Value = serde_json::from_slice(event).map_err(|e| EventError(e.to_string()))?;
-        Ok(self.matches_value(&value))
+    /// The pattern's size once its `$or`s are expanded: how many values to
+    /// match its clauses hold in all. Each value in a leaf array and each
+    /// operator counts one, except `anything-but` lists, one per element;
+    /// each clause repeats the conditions beside the `$or`s. Without `$or`,
+    /// the values as written.
+    ///
+    /// The work of compiling the pattern into a [`PatternSet`], and the
+    /// reference interpreter's work per event value, grow with this number,
+    /// so a caller can bound what one tenant's patterns cost by the sum of
+    /// theirs ([`PatternSet::cost`]); for memory in bytes, a set has
+    /// [`PatternSet::approx_bytes`] and [`SetLimits::max_bytes`]. Validation
+    /// refuses a pattern with `$or`s whose cost would exceed
+    /// [`MAX_EXPANDED_VALUES`].
+    ///
+    /// ```
+    /// use triggeriq::pattern::Pattern;
+    /// let p = Pattern::parse(r#"{"type": ["a", "b"], "$or": [{"x": [1]}, {"y": [2, 3]}]}"#)?;
+    /// // Clauses {type, x} and {type, y}: (2 + 1) + (2 + 2) values.
+    /// assert_eq!(p.cost(), 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn cost(&self) -> usize {
+        usize::try_from(self.compiled.cost).unwrap_or(usize::MAX)
     }
 
-    /// Matches one event held as a JSON value. An event nested deeper than
+    /// Matches one event, given as JSON bytes, with the reference
+    /// interpreter. For many patterns use a [`PatternSet`].
+    ///
+    /// The work has no bound other than the pattern's [`cost`](Pattern::cost)
+    /// times the event's size, which can take seconds for a large event and
+    /// a pattern with many `$or` cases: for patterns or events from an
+    /// untrusted caller, use [`matches_within`](Pattern::matches_within).
+    pub fn matches(&self, event: &[u8]) -> Result<bool, EventError> {
+        match self.matches_within(event, u64::MAX) {
+            Ok(answer) => Ok(answer),
+            Err(MatchError::Event(e)) => Err(e),
+            // u64::MAX steps take centuries; the type still has to be answered.
+            Err(MatchError::TooExpensive { .. }) => Ok(false),
+        }
+    }
+
+    /// Like [`matches`](Pattern::matches), giving up with
+    /// [`MatchError::TooExpensive`] after `max_steps` steps of work (a step
+    /// is one value to match tested against one event value, or one event
+    /// value visited; [`DEFAULT_MATCH_STEPS`] suits an API request).
+    ///
+    /// ```
+    /// use triggeriq::pattern::{DEFAULT_MATCH_STEPS, MatchError, Pattern};
+    /// let p = Pattern::parse(r#"{"n": [1, 2, 3]}"#)?;
+    /// let event = format!(r#"{{"n": [{}]}}"#, vec!["0"; 1000].join(","));
+    /// assert!(!p.matches_within(event.as_bytes(), DEFAULT_MATCH_STEPS)?);
+    /// assert!(matches!(
+    ///     p.matches_within(event.as_bytes(), 100),
+    ///     Err(MatchError::TooExpensive { max_steps: 100 })
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn matches_within(&self, event: &[u8], max_steps: u64) -> Result<bool, MatchError> {
+        let value: Value = serde_json::from_slice(event).map_err(|e| EventError(e.to_string()))?;
+        self.matches_value_within(&value, max_steps)
+    }
+
+    /// Matches one event held as a JSON value, without a bound on the work
+    /// (see [`matches`](Pattern::matches)). An event nested deeper than
     /// [`EVENT_MAX_DEPTH`] matches nothing.
     pub fn matches_value(&self, event: &Value) -> bool {
-        if compile::depth_of(event) > EVENT_MAX_DEPTH {
-            return false;
+        self.matches_value_within(event, u64::MAX).unwrap_or(false)
+    }
+
+    /// [`matches_value`](Pattern::matches_value) within `max_steps` steps
+    /// (see [`matches_within`](Pattern::matches_within)).
+    pub fn matches_value_within(&self, event: &Value, max_steps: u64) -> Result<bool, MatchError> {
+        if validate::depth_of(event) > EVENT_MAX_DEPTH {
+            return Ok(false);
         }
-        interp::matches_value(&self.clauses, event)
+        let mut steps = interp::Steps::new(max_steps);
+        interp::matches_value(&self.compiled.clauses, event, &mut steps)
+            .map_err(|interp::OutOfSteps| MatchError::TooExpensive { max_steps })
     }
 
     pub(crate) fn clauses(&self) -> &[compile::Node] {
-        &self.clauses
+        &self.compiled.clauses
     }
 }
 

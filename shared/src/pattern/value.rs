@@ -164,8 +164,9 @@ pub(crate) fn ends_with_ignore_case(value: &str, lower_suffix: &str) -> bool {
 /// A parsed `wildcard` value: literal segments separated by `*`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Wildcard {
-    /// Literal text between stars; `segments.len() - 1` stars.
-    pub(crate) segments: Vec<String>,
+    /// Literal text between stars; `segments.len() - 1` stars. Shared by
+    /// the clones a pattern set keeps, one per state the wildcard leads from.
+    pub(crate) segments: std::sync::Arc<[String]>,
 }
 
 impl Wildcard {
@@ -201,7 +202,9 @@ impl Wildcard {
             }
             previous_star = false;
         }
-        Ok(Wildcard { segments })
+        Ok(Wildcard {
+            segments: segments.into(),
+        })
     }
 
     pub(crate) fn stars(&self) -> usize {

@@ -1,5 +1,5 @@
-//! The queue messages of the event pipeline and the webhook body, defined once for producers
-//! and consumers alike.
+//! The queue messages of the event pipeline, defined once for producers and consumers alike
+//! (the webhook body itself is [`crate::firing::WebhookPayload`]).
 //!
 //! Every message carries `"v": 1`. Readers refuse a version they do not know (a newer producer
 //! than this consumer: the message waits in the queue, then the DLQ, for a consumer that reads
@@ -8,8 +8,8 @@
 //! | queue | message | producer → consumer |
 //! |---|---|---|
 //! | events | [`EventMessage`], inside a claim-check envelope ([`crate::s3`]) | ingest-events → evaluate-events |
-//! | deliveries | [`DeliveryMessage`]; its `body` is a claim-check envelope of the webhook body | evaluate-events, retry-delivery, deliver-webhooks (retries) → deliver-webhooks |
-//! | delivery-results | [`DeliveryResultMessage`] | deliver-webhooks → record-deliveries |
+//! | deliveries | [`DeliveryMessage`]; its `body` is a claim-check envelope of the webhook body | evaluate-events, retry-delivery, record-deliveries (retries, when due) → deliver-webhooks |
+//! | delivery-results | [`DeliveryResultMessage`] (an attempt's report) or a [`ScheduledRetry`] (the next attempt, waiting until it is due) | deliver-webhooks, record-deliveries (waits) → record-deliveries |
 //!
 //! A delivery message keeps the webhook body apart from its header so that a retry (a new
 //! message with the next attempt number) reuses the body, and the S3 object behind a large
@@ -17,19 +17,14 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use serde_json::value::RawValue;
-use uuid::Uuid;
 
+use crate::delivery::{AttemptReport, DeliveryKey};
 use crate::event::{Event, rfc3339_micros};
-use crate::tenant::TenantId;
-use crate::webhook::AttemptOutcome;
+use crate::ids::TenantId;
 
 /// The message version this code writes and reads.
 pub const VERSION: u32 = 1;
-
-/// The `type` of every webhook TriggerIQ sends for a firing.
-pub const TRIGGER_FIRED: &str = "trigger.fired";
 
 /// A message whose version this code does not read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,7 +43,7 @@ fn check(v: u32) -> Result<(), UnsupportedVersion> {
 
 /// Why a queued message cannot be read. Never transient: the same bytes fail the same way.
 #[derive(Debug, thiserror::Error)]
-pub enum MessageError {
+pub enum UnreadableMessage {
     #[error("not a valid message: {0}")]
     Invalid(#[from] serde_json::Error),
     #[error(transparent)]
@@ -78,7 +73,7 @@ impl EventMessage {
     }
 
     /// Reads a message (already taken out of its claim-check envelope).
-    pub fn parse(text: &str) -> Result<Self, MessageError> {
+    pub fn parse(text: &str) -> Result<Self, UnreadableMessage> {
         let message: Self = serde_json::from_str(text)?;
         check(message.v)?;
         Ok(message)
@@ -107,31 +102,27 @@ impl EventMessage {
     }
 }
 
-/// One webhook delivery attempt to make, on the deliveries queue.
+/// One webhook delivery attempt to make, on the deliveries queue. On the wire its key's fields
+/// sit beside the others (see [`wire`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "wire::DeliveryMessage", into = "wire::DeliveryMessage")]
 pub struct DeliveryMessage {
     pub v: u32,
     pub tenant_id: TenantId,
-    /// Also the `webhook-id`: stable across every attempt of the delivery.
-    pub delivery_id: Uuid,
-    pub firing_id: Uuid,
-    pub trigger_id: Uuid,
-    pub action_id: Uuid,
+    /// Which delivery and which of its generations (results of older ones change nothing).
+    pub key: DeliveryKey,
     pub url: String,
-    /// Bumped by each retry through the API; results of older generations change nothing.
-    pub generation: u32,
     /// The attempt this message makes, 1 for the first of its generation.
     pub attempt: u32,
     /// Not before this instant: waits longer than SQS's 15 minutes are hops (see
     /// [`crate::webhook::retry`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<DateTime<Utc>>,
     /// The webhook body inside a claim-check envelope (`{"v":1,"inline":…}` or `{"v":1,"s3":…}`).
     pub body: Box<RawValue>,
 }
 
 impl DeliveryMessage {
-    pub fn parse(text: &str) -> Result<Self, MessageError> {
+    pub fn parse(text: &str) -> Result<Self, UnreadableMessage> {
         let message: Self = serde_json::from_str(text)?;
         check(message.v)?;
         Ok(message)
@@ -144,102 +135,138 @@ impl DeliveryMessage {
     }
 }
 
-/// What deliver-webhooks decided after an attempt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Decision {
-    /// The receiver answered 2xx.
-    Delivered,
-    /// Another attempt is on the queue for `next_attempt_at`.
-    Retrying { next_attempt_at: DateTime<Utc> },
-    /// The schedule is exhausted; the message went to the deliveries DLQ.
-    Failed { reason: String },
-    /// The target is gone (410) or refused: the action is to be disabled.
-    Disabled { reason: String },
-}
+/// The deliveries queue's message as it is written. serde's `flatten` cannot carry the body's
+/// raw JSON (it buffers fields into values first), so the key's fields are listed here, once.
+mod wire {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Serialize};
+    use serde_json::value::RawValue;
 
-impl Decision {
-    /// The name stored with the attempt.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Delivered => "delivered",
-            Self::Retrying { .. } => "retrying",
-            Self::Failed { .. } => "failed",
-            Self::Disabled { .. } => "disabled",
+    use crate::delivery::DeliveryKey;
+    use crate::ids::{ActionId, DeliveryId, FiringId, Generation, TenantId, TriggerId};
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct DeliveryMessage {
+        v: u32,
+        tenant_id: TenantId,
+        delivery_id: DeliveryId,
+        firing_id: FiringId,
+        trigger_id: TriggerId,
+        action_id: ActionId,
+        url: String,
+        generation: Generation,
+        attempt: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not_before: Option<DateTime<Utc>>,
+        body: Box<RawValue>,
+    }
+
+    impl From<DeliveryMessage> for super::DeliveryMessage {
+        fn from(w: DeliveryMessage) -> Self {
+            Self {
+                v: w.v,
+                tenant_id: w.tenant_id,
+                key: DeliveryKey {
+                    delivery_id: w.delivery_id,
+                    firing_id: w.firing_id,
+                    trigger_id: w.trigger_id,
+                    action_id: w.action_id,
+                    generation: w.generation,
+                },
+                url: w.url,
+                attempt: w.attempt,
+                not_before: w.not_before,
+                body: w.body,
+            }
+        }
+    }
+
+    impl From<super::DeliveryMessage> for DeliveryMessage {
+        fn from(m: super::DeliveryMessage) -> Self {
+            Self {
+                v: m.v,
+                tenant_id: m.tenant_id,
+                delivery_id: m.key.delivery_id,
+                firing_id: m.key.firing_id,
+                trigger_id: m.key.trigger_id,
+                action_id: m.key.action_id,
+                url: m.url,
+                generation: m.key.generation,
+                attempt: m.attempt,
+                not_before: m.not_before,
+                body: m.body,
+            }
         }
     }
 }
 
-/// One attempt's outcome, on the delivery-results queue.
+/// One attempt's report, on the delivery-results queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryResultMessage {
     pub v: u32,
-    pub tenant_id: TenantId,
-    pub delivery_id: Uuid,
-    pub firing_id: Uuid,
-    pub trigger_id: Uuid,
-    pub action_id: Uuid,
-    pub generation: u32,
-    pub attempt: u32,
-    /// Made by deliver-webhooks, so a result delivered twice is recorded once.
-    pub attempt_id: Uuid,
-    pub outcome: AttemptOutcome,
-    pub decision: Decision,
+    #[serde(flatten)]
+    pub report: AttemptReport,
 }
 
 impl DeliveryResultMessage {
-    pub fn parse(text: &str) -> Result<Self, MessageError> {
+    pub fn new(report: AttemptReport) -> Self {
+        Self { v: VERSION, report }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, UnreadableMessage> {
         let message: Self = serde_json::from_str(text)?;
         check(message.v)?;
         Ok(message)
     }
+
+    /// The message text.
+    pub fn to_json(&self) -> String {
+        // Ids, numbers, times and strings only: serialising cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
 }
 
-/// The trigger as it was when it fired.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FiredTrigger {
-    pub id: Uuid,
-    pub name: String,
-    pub version: i64,
-}
+/// A delivery's next attempt on the delivery-results queue: `{"v":1,"retry":{…a delivery
+/// message…}}`. deliver-webhooks hands it to record-deliveries, which keeps it waiting until it
+/// is due (re-sent with a delay of at most 15 minutes at a time), then reads the action again and
+/// releases the attempt to the deliveries queue with the action's current URL, once.
+pub struct ScheduledRetry;
 
-/// What a firing's webhook says: `data` of the Standard Webhooks body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FiringData {
-    pub firing_id: Uuid,
-    pub trigger: FiredTrigger,
-    #[serde(with = "rfc3339_micros")]
-    pub matched_at: DateTime<Utc>,
-    /// Why it fired, for conditions that have reasons (empty for `every`).
-    pub reasons: Value,
-    pub event: Event,
-    #[serde(with = "rfc3339_micros")]
-    pub received_at: DateTime<Utc>,
-}
-
-/// The webhook body, in the Standard Webhooks shape `{type, timestamp, data}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WebhookPayload {
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(with = "rfc3339_micros")]
-    pub timestamp: DateTime<Utc>,
-    pub data: FiringData,
-}
-
-impl WebhookPayload {
-    /// The body for a firing of `trigger` on `event`.
-    pub fn fired(data: FiringData) -> Self {
-        Self {
-            kind: TRIGGER_FIRED.to_owned(),
-            timestamp: data.matched_at,
-            data,
-        }
+impl ScheduledRetry {
+    /// The text of the retry message for `delivery` (its attempt and `not_before` set).
+    pub fn to_json(delivery: &DeliveryMessage) -> String {
+        Self::wrap(&delivery.to_json())
     }
 
-    /// The exact bytes that are signed and sent.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+    /// Wraps a delivery message's text as it is, without reading it again.
+    pub fn wrap(delivery_json: &str) -> String {
+        format!("{{\"v\":{VERSION},\"retry\":{delivery_json}}}")
+    }
+}
+
+/// A message on the delivery-results queue.
+#[derive(Debug)]
+pub enum ResultsQueueMessage {
+    /// An attempt's report.
+    Report(AttemptReport),
+    /// A next attempt, waiting to be released (see [`ScheduledRetry`]).
+    Retry(DeliveryMessage),
+}
+
+impl ResultsQueueMessage {
+    pub fn parse(text: &str) -> Result<Self, UnreadableMessage> {
+        #[derive(Deserialize)]
+        struct Envelope {
+            v: u32,
+            #[serde(default)]
+            retry: Option<Box<RawValue>>,
+        }
+        let envelope: Envelope = serde_json::from_str(text)?;
+        check(envelope.v)?;
+        match envelope.retry {
+            Some(retry) => Ok(Self::Retry(DeliveryMessage::parse(retry.get())?)),
+            None => Ok(Self::Report(DeliveryResultMessage::parse(text)?.report)),
+        }
     }
 }
 
@@ -247,15 +274,21 @@ impl WebhookPayload {
 mod tests {
     use super::*;
     use chrono::{SubsecRound as _, TimeZone as _};
+    use serde_json::Value;
+
+    use crate::ids::EventId;
 
     fn event() -> Event {
         Event {
-            id: "evt-1".into(),
+            id: EventId::new("evt-1"),
             kind: "payment.failed".into(),
             source: Some("billing".into()),
             subject: None,
             time: Utc.with_ymd_and_hms(2026, 5, 17, 9, 30, 0).unwrap(),
-            data: Some(serde_json::json!({"amount": 120})),
+            data: Some(crate::json::RawJson::of(
+                &serde_json::json!({"amount": 120}),
+            )),
+            attributes: Default::default(),
         }
     }
 
@@ -284,7 +317,7 @@ mod tests {
         );
         assert!(matches!(
             DeliveryResultMessage::parse("{}"),
-            Err(MessageError::Invalid(_))
+            Err(UnreadableMessage::Invalid(_))
         ));
     }
 
@@ -294,42 +327,32 @@ mod tests {
         let message = DeliveryMessage {
             v: VERSION,
             tenant_id: TenantId::new(),
-            delivery_id: Uuid::now_v7(),
-            firing_id: Uuid::now_v7(),
-            trigger_id: Uuid::now_v7(),
-            action_id: Uuid::now_v7(),
+            key: DeliveryKey::fresh(),
             url: "https://example.com/hook".into(),
-            generation: 1,
             attempt: 1,
             not_before: None,
             body,
         };
         let text = message.to_json();
         assert!(!text.contains("not_before"), "{text}");
+        let flat: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(flat["generation"], 1, "the key's fields sit at the top");
+        assert_eq!(flat["delivery_id"], message.key.delivery_id.to_string());
         let back = DeliveryMessage::parse(&text).unwrap();
         assert_eq!(back.body.get(), r#"{"v":1,"inline":{"a" : 1.50}}"#);
-    }
 
-    #[test]
-    fn the_webhook_body_is_standard_webhooks_shaped() {
-        let matched_at = Utc.with_ymd_and_hms(2026, 5, 17, 9, 30, 1).unwrap();
-        let payload = WebhookPayload::fired(FiringData {
-            firing_id: Uuid::now_v7(),
-            trigger: FiredTrigger {
-                id: Uuid::now_v7(),
-                name: "Payment failed".into(),
-                version: 3,
-            },
-            matched_at,
-            reasons: serde_json::json!([]),
-            event: event(),
-            received_at: matched_at,
-        });
-        let value: Value = serde_json::from_str(&payload.to_json()).unwrap();
-        assert_eq!(value["type"], "trigger.fired");
-        assert_eq!(value["timestamp"], "2026-05-17T09:30:01Z");
-        assert_eq!(value["data"]["trigger"]["name"], "Payment failed");
-        assert_eq!(value["data"]["event"]["data"]["amount"], 120);
-        assert_eq!(value["data"]["reasons"], serde_json::json!([]));
+        // As a scheduled retry on the results queue, the body still travels verbatim.
+        let retry = ScheduledRetry::to_json(&back);
+        match ResultsQueueMessage::parse(&retry).unwrap() {
+            ResultsQueueMessage::Retry(again) => {
+                assert_eq!(again.body.get(), r#"{"v":1,"inline":{"a" : 1.50}}"#);
+                assert_eq!(again.key, message.key);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            ResultsQueueMessage::parse(r#"{"v":2,"retry":{}}"#),
+            Err(UnreadableMessage::Version(_))
+        ));
     }
 }

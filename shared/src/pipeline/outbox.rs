@@ -1,29 +1,26 @@
 //! Putting deliveries on the deliveries queue: the webhook body goes into a claim-check
 //! envelope (S3 when large), the header around it, and the messages out in batches.
-//! Used by evaluate-events for new firings and by retry-delivery.
+//! Used by evaluate (new firings) and redeliver (a retry through the API).
 
 use chrono::Utc;
 use futures::StreamExt as _;
 use serde_json::value::RawValue;
-use uuid::Uuid;
 
-use super::messages::{DeliveryMessage, VERSION, WebhookPayload};
+use super::messages::{DeliveryMessage, VERSION};
+use crate::delivery::DeliveryKey;
+use crate::firing::WebhookPayload;
+use crate::ids::{DeliveryId, TenantId};
 use crate::s3::{ClaimCheck, ClaimCheckError};
 use crate::sqs::{OutgoingMessage, SendError, SqsSender};
-use crate::tenant::TenantId;
 
 /// Claim-check writes in flight at once.
 const WRAP_CONCURRENCY: usize = 8;
 
-/// A delivery to put on the queue.
+/// A delivery to put on the queue: which run of which delivery, and where it goes.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
-    pub delivery_id: Uuid,
-    pub firing_id: Uuid,
-    pub trigger_id: Uuid,
-    pub action_id: Uuid,
+    pub key: DeliveryKey,
     pub url: String,
-    pub generation: u32,
 }
 
 /// Sends deliveries to one queue; cheap to clone.
@@ -35,7 +32,8 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// `claims` should use [`super::config::DELIVERY_BODY_THRESHOLD`], leaving room for the header.
+    /// `claims` should use [`crate::config::pipeline::DELIVERY_BODY_THRESHOLD`], leaving room
+    /// for the header.
     pub fn new(claims: ClaimCheck, sqs: SqsSender, queue_url: impl Into<String>) -> Self {
         Self {
             claims,
@@ -55,8 +53,8 @@ impl Outbox {
         let wrapped = self
             .claims
             .wrap(
-                &tenant.to_string(),
-                &delivery.delivery_id.to_string(),
+                tenant,
+                &delivery.key.delivery_id.to_string(),
                 &body,
                 Utc::now(),
             )
@@ -69,16 +67,23 @@ impl Outbox {
         Ok(DeliveryMessage {
             v: VERSION,
             tenant_id: tenant,
-            delivery_id: delivery.delivery_id,
-            firing_id: delivery.firing_id,
-            trigger_id: delivery.trigger_id,
-            action_id: delivery.action_id,
+            key: delivery.key,
             url: delivery.url.clone(),
-            generation: delivery.generation,
             attempt: 1,
             not_before: None,
             body,
         })
+    }
+
+    /// Sends one message (a retry through the API); the caller decides what a failure means.
+    pub async fn send_one(&self, message: &DeliveryMessage) -> Result<(), SendError> {
+        self.sqs
+            .send_one(
+                &self.queue_url,
+                OutgoingMessage::new(message.key.delivery_id.to_string(), message.to_json()),
+            )
+            .await
+            .map(|_| ())
     }
 
     /// Builds and sends the messages of `deliveries`; one result per delivery, by id.
@@ -86,34 +91,37 @@ impl Outbox {
         &self,
         tenant: TenantId,
         deliveries: Vec<(Outgoing, WebhookPayload)>,
-    ) -> Vec<(Uuid, Result<(), String>)> {
+    ) -> Vec<(DeliveryId, Result<(), String>)> {
         // Futures collected first, so the caller's future stays `Send` for any lifetime.
         let builds: Vec<_> = deliveries
             .iter()
             .map(|(delivery, payload)| async move {
                 (
-                    delivery.delivery_id,
+                    delivery.key.delivery_id,
                     self.message(tenant, delivery, payload).await,
                 )
             })
             .collect();
-        let built: Vec<(Uuid, Result<DeliveryMessage, ClaimCheckError>)> =
+        let built: Vec<(DeliveryId, Result<DeliveryMessage, ClaimCheckError>)> =
             futures::stream::iter(builds)
                 .buffered(WRAP_CONCURRENCY)
                 .collect()
                 .await;
         let mut results = Vec::with_capacity(built.len());
+        let mut ids = Vec::with_capacity(built.len());
         let mut messages = Vec::with_capacity(built.len());
         for (id, message) in built {
             match message {
                 Ok(message) => {
-                    messages.push(OutgoingMessage::new(id.to_string(), message.to_json()))
+                    messages.push(OutgoingMessage::new(id.to_string(), message.to_json()));
+                    ids.push(id);
                 }
                 Err(e) => results.push((id, Err(format!("claim check: {e}")))),
             }
         }
-        for (id, sent) in self.sqs.send_batch(&self.queue_url, messages).await {
-            let id = Uuid::parse_str(&id).unwrap_or_default();
+        // One result per message, in the order sent.
+        let sent = self.sqs.send_batch(&self.queue_url, messages).await;
+        for (id, (_, sent)) in ids.into_iter().zip(sent) {
             results.push((id, sent.map(|_| ()).map_err(|e: SendError| e.to_string())));
         }
         results

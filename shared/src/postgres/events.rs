@@ -1,12 +1,17 @@
 //! Recent events in Postgres, scoped by tenant.
 
+use crate::event::{Event, EventId};
+use crate::ids::{TenantId, TriggerId};
+use crate::json::RawJson;
+
+/// The most later receipts of one id that are remembered.
+const MAX_REUSES: i32 = 100;
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor};
-use uuid::Uuid;
-
-use crate::event::Event;
-use crate::tenant::TenantId;
 
 /// An event as kept, with what evaluation made of it.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,19 +19,21 @@ pub struct StoredEvent {
     pub event: Event,
     pub received_at: DateTime<Utc>,
     pub evaluated_at: DateTime<Utc>,
-    pub matched_trigger_ids: Vec<Uuid>,
+    pub matched_trigger_ids: Vec<TriggerId>,
+    /// When the same id came again after the idempotency window and was not evaluated.
+    pub reused_at: Vec<DateTime<Utc>>,
 }
 
 /// When the kept event `id` was received, if it is kept.
 pub async fn received_at(
     db: impl PgExecutor<'_>,
     tenant: TenantId,
-    id: &str,
+    id: &EventId,
 ) -> sqlx::Result<Option<DateTime<Utc>>> {
     sqlx::query_scalar!(
         "SELECT received_at FROM events WHERE tenant_id = $1 AND id = $2",
-        tenant.as_uuid(),
-        id
+        tenant.0,
+        id.as_str()
     )
     .fetch_optional(db)
     .await
@@ -38,21 +45,24 @@ pub async fn insert(
     tenant: TenantId,
     event: &Event,
     received_at: DateTime<Utc>,
-    matched_trigger_ids: &[Uuid],
+    matched_trigger_ids: &[TriggerId],
 ) -> sqlx::Result<bool> {
+    let matched: Vec<_> = matched_trigger_ids.iter().map(|t| t.0).collect();
     let done = sqlx::query!(
-        r#"INSERT INTO events (tenant_id, id, type, source, subject, time, data, received_at, matched_trigger_ids)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        r#"INSERT INTO events (tenant_id, id, type, source, subject, time, data, attributes,
+                              received_at, matched_trigger_ids)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
            ON CONFLICT (tenant_id, id) DO NOTHING"#,
-        tenant.as_uuid(),
-        event.id,
+        tenant.0,
+        event.id.as_str(),
         event.kind,
         event.source,
         event.subject,
         event.time,
-        event.data.as_ref() as Option<&Value>,
+        event.data.as_ref().map(Json) as _,
+        Json(&event.attributes) as _,
         received_at,
-        matched_trigger_ids
+        &matched
     )
     .execute(conn)
     .await?;
@@ -65,10 +75,15 @@ pub async fn get(
     tenant: TenantId,
     id: &str,
 ) -> sqlx::Result<Option<StoredEvent>> {
+    // A plain `&str`: the API looks events up by whatever id the client put in the path.
     let row = sqlx::query!(
-        r#"SELECT id, type, source, subject, time, data, received_at, evaluated_at, matched_trigger_ids
+        r#"SELECT id AS "id: EventId", type, source, subject, time,
+                  data AS "data: Json<RawJson>",
+                  attributes AS "attributes: Json<BTreeMap<String, Value>>", received_at,
+                  evaluated_at, matched_trigger_ids AS "matched_trigger_ids: Vec<TriggerId>",
+                  reused_at
            FROM events WHERE tenant_id = $1 AND id = $2"#,
-        tenant.as_uuid(),
+        tenant.0,
         id
     )
     .fetch_optional(db)
@@ -80,10 +95,34 @@ pub async fn get(
             source: r.source,
             subject: r.subject,
             time: r.time,
-            data: r.data.filter(|d| !d.is_null()),
+            data: r.data.map(|d| d.0).filter(|d| d.get() != "null"),
+            attributes: r.attributes.0,
         },
         received_at: r.received_at,
         evaluated_at: r.evaluated_at,
         matched_trigger_ids: r.matched_trigger_ids,
+        reused_at: r.reused_at,
     }))
+}
+
+/// Notes that event `id` came again, received at `received_at`, and was not evaluated (at
+/// most [`MAX_REUSES`] such receipts are kept; a receipt noted twice counts once).
+pub async fn note_reuse(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    id: &EventId,
+    received_at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"UPDATE events SET reused_at = array_append(reused_at, $3)
+           WHERE tenant_id = $1 AND id = $2 AND NOT ($3 = ANY(reused_at))
+             AND cardinality(reused_at) < $4"#,
+        tenant.0,
+        id.as_str(),
+        received_at,
+        MAX_REUSES
+    )
+    .execute(db)
+    .await?;
+    Ok(())
 }

@@ -3,20 +3,34 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgConnection, PgExecutor, PgPool};
-use uuid::Uuid;
 
-use crate::tenant::TenantId;
+use crate::firing::{FiredTrigger, Firing};
+use crate::ids::{EventId, FiringId, TenantId, TriggerId};
 
-/// A trigger firing on an event, with the trigger as it was.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Firing {
-    pub id: Uuid,
-    pub trigger_id: Uuid,
-    pub trigger_name: String,
-    pub trigger_version: i64,
-    pub event_id: String,
-    pub matched_at: DateTime<Utc>,
-    pub reasons: Value,
+struct Row {
+    id: FiringId,
+    trigger_id: TriggerId,
+    trigger_name: String,
+    trigger_version: i64,
+    event_id: EventId,
+    matched_at: DateTime<Utc>,
+    reasons: Value,
+}
+
+impl From<Row> for Firing {
+    fn from(r: Row) -> Self {
+        Self {
+            id: r.id,
+            trigger: FiredTrigger {
+                id: r.trigger_id,
+                name: r.trigger_name,
+                version: r.trigger_version,
+            },
+            event_id: r.event_id,
+            matched_at: r.matched_at,
+            reasons: r.reasons,
+        }
+    }
 }
 
 /// Records `firing` unless `(trigger, event)` already fired; `true` when this call did.
@@ -30,12 +44,12 @@ pub async fn insert(
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
            ON CONFLICT (trigger_id, event_id) DO NOTHING
            RETURNING id"#,
-        firing.id,
-        tenant.as_uuid(),
-        firing.trigger_id,
-        firing.event_id,
-        firing.trigger_name,
-        firing.trigger_version,
+        firing.id.0,
+        tenant.0,
+        firing.trigger.id.0,
+        firing.event_id.as_str(),
+        firing.trigger.name,
+        firing.trigger.version,
         firing.matched_at,
         firing.reasons
     )
@@ -48,46 +62,50 @@ pub async fn insert(
 pub async fn for_event(
     db: impl PgExecutor<'_>,
     tenant: TenantId,
-    event_id: &str,
+    event_id: &EventId,
 ) -> sqlx::Result<Vec<Firing>> {
-    sqlx::query_as!(
-        Firing,
-        r#"SELECT id, trigger_id, trigger_name, trigger_version, event_id, matched_at, reasons
+    let rows = sqlx::query_as!(
+        Row,
+        r#"SELECT id AS "id: FiringId", trigger_id AS "trigger_id: TriggerId", trigger_name,
+                  trigger_version, event_id AS "event_id: EventId", matched_at, reasons
            FROM firings WHERE tenant_id = $1 AND event_id = $2 ORDER BY trigger_id"#,
-        tenant.as_uuid(),
-        event_id
+        tenant.0,
+        event_id.as_str()
     )
     .fetch_all(db)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
 }
 
 /// One firing of `tenant`.
 pub async fn get(
     db: impl PgExecutor<'_>,
     tenant: TenantId,
-    id: Uuid,
+    id: FiringId,
 ) -> sqlx::Result<Option<Firing>> {
-    sqlx::query_as!(
-        Firing,
-        r#"SELECT id, trigger_id, trigger_name, trigger_version, event_id, matched_at, reasons
+    let row = sqlx::query_as!(
+        Row,
+        r#"SELECT id AS "id: FiringId", trigger_id AS "trigger_id: TriggerId", trigger_name,
+                  trigger_version, event_id AS "event_id: EventId", matched_at, reasons
            FROM firings WHERE tenant_id = $1 AND id = $2"#,
-        tenant.as_uuid(),
-        id
+        tenant.0,
+        id.0
     )
     .fetch_optional(db)
-    .await
+    .await?;
+    Ok(row.map(Into::into))
 }
 
 /// Which firings to list.
 #[derive(Debug, Clone, Default)]
 pub struct FiringFilter {
-    pub trigger_id: Option<Uuid>,
+    pub trigger_id: Option<TriggerId>,
     /// Matched at or after.
     pub since: Option<DateTime<Utc>>,
     /// Matched before.
     pub until: Option<DateTime<Utc>>,
     /// Continue after this `(matched_at, id)` (the last item of the previous page).
-    pub after: Option<(DateTime<Utc>, Uuid)>,
+    pub after: Option<(DateTime<Utc>, FiringId)>,
 }
 
 /// One page of firings, newest first.
@@ -98,9 +116,10 @@ pub async fn list(
     limit: i64,
 ) -> sqlx::Result<Vec<Firing>> {
     let (after_at, after_id) = filter.after.unzip();
-    sqlx::query_as!(
-        Firing,
-        r#"SELECT id, trigger_id, trigger_name, trigger_version, event_id, matched_at, reasons
+    let rows = sqlx::query_as!(
+        Row,
+        r#"SELECT id AS "id: FiringId", trigger_id AS "trigger_id: TriggerId", trigger_name,
+                  trigger_version, event_id AS "event_id: EventId", matched_at, reasons
            FROM firings
            WHERE tenant_id = $1
              AND ($2::uuid IS NULL OR trigger_id = $2)
@@ -109,14 +128,15 @@ pub async fn list(
              AND ($5::timestamptz IS NULL OR (matched_at, id) < ($5, $6::uuid))
            ORDER BY matched_at DESC, id DESC
            LIMIT $7"#,
-        tenant.as_uuid(),
-        filter.trigger_id,
+        tenant.0,
+        filter.trigger_id.map(|t| t.0),
         filter.since,
         filter.until,
         after_at,
-        after_id,
+        after_id.map(|f| f.0),
         limit
     )
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
 }

@@ -15,8 +15,21 @@
 //! statement for each query (Parse/Bind/Execute on `""`), which lasts only until the next
 //! query. We never use `SET`, advisory locks, `LISTEN`, temporary tables or cursors; the
 //! session settings sqlx needs (`DateStyle`, `client_encoding`, `TimeZone`,
-//! `extra_float_digits`) travel in the startup packet. Watch the proxy's
-//! `DatabaseConnectionsCurrentlySessionPinned` metric to confirm.
+//! `extra_float_digits`) travel in the startup packet, and so do ours (below). Watch the
+//! proxy's `DatabaseConnectionsCurrentlySessionPinned` metric to confirm.
+//!
+//! # Time limits
+//!
+//! Every connection starts with `statement_timeout` ([`STATEMENT_TIMEOUT`]) and
+//! `idle_in_transaction_session_timeout` ([`IDLE_IN_TRANSACTION_TIMEOUT`]), sent as `-c`
+//! options in the startup packet (`options`), never with `SET`, which would pin the connection
+//! to a database connection of the proxy. A statement that hangs (a lock wait behind a stuck
+//! transaction, a plan gone wrong) fails inside the function's own timeout, as an error the
+//! function can report, rather than running on after Lambda has killed it; and a transaction
+//! left open by a container that was frozen or killed mid-way gives its row locks back within
+//! seconds instead of holding them until the proxy notices the client is gone. No transaction
+//! of ours waits on anything but Postgres while it is open (S3 and SQS calls come after the
+//! commit), so the idle limit never ends a healthy one.
 //!
 //! The pool holds at most 2 connections: a Lambda container serves one request at a time,
 //! and the proxy, not the container, is where connections are pooled.
@@ -29,54 +42,40 @@ pub mod tenants;
 pub mod trigger_sets;
 pub mod triggers;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
-use crate::config::{ConfigError, env_or, env_required};
+pub use crate::config::DbConfig;
 
 /// The migrations in `shared/migrations`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Where the database is and how to authenticate.
-#[derive(Debug, Clone)]
-pub enum DbConfig {
-    /// A full connection URL (local development, tests).
-    Url(String),
-    /// RDS Proxy with IAM authentication.
-    Iam {
-        host: String,
-        port: u16,
-        database: String,
-        user: String,
-    },
-}
-
-impl DbConfig {
-    /// `DATABASE_URL` when set, else the `DB_*` variables for IAM authentication.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        if let Ok(url) = std::env::var("DATABASE_URL")
-            && !url.trim().is_empty()
-        {
-            return Ok(Self::Url(url));
-        }
-        Ok(Self::Iam {
-            host: env_required("DB_HOST").map_err(|_| ConfigError {
-                name: "DATABASE_URL or DB_HOST".into(),
-                reason: "one of them is required".into(),
-            })?,
-            port: env_or("DB_PORT", 5432)?,
-            database: env_or("DB_NAME", "triggeriq".to_owned())?,
-            user: env_or("DB_USER", "triggeriq_app".to_owned())?,
-        })
-    }
-}
-
 /// IAM tokens are valid for 15 minutes; refresh well before that.
 const TOKEN_REFRESH: Duration = Duration::from_secs(10 * 60);
+
+/// The longest one statement may run: our statements are indexed reads and small writes
+/// (milliseconds), the API routes have 10 s in all, the queue consumers 30–60 s per batch.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest a transaction may sit idle between statements before Postgres ends the session
+/// (and its locks): ours never wait on anything but Postgres while open.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `options` with the session's time limits, in the startup packet (see the module docs).
+fn with_time_limits(options: PgConnectOptions) -> PgConnectOptions {
+    let millis = |d: Duration| format!("{}ms", d.as_millis());
+    options.options([
+        ("statement_timeout", millis(STATEMENT_TIMEOUT)),
+        (
+            "idle_in_transaction_session_timeout",
+            millis(IDLE_IN_TRANSACTION_TIMEOUT),
+        ),
+    ])
+}
 
 struct IamAuth {
     host: String,
@@ -89,9 +88,19 @@ struct IamAuth {
 }
 
 /// The container's database handle: a lazy pool, plus IAM token refresh when configured.
+/// Cheap to clone: clones share the pool.
+#[derive(Clone)]
 pub struct Database {
     pool: PgPool,
-    iam: Option<IamAuth>,
+    iam: Option<Arc<IamAuth>>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("iam", &self.iam.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Database {
@@ -111,7 +120,8 @@ impl Database {
                     .parse()
                     .context("DATABASE_URL is not a valid Postgres URL")?;
                 Ok(Self {
-                    pool: pool_options.connect_lazy_with(options.statement_cache_capacity(0)),
+                    pool: pool_options
+                        .connect_lazy_with(with_time_limits(options.statement_cache_capacity(0))),
                     iam: None,
                 })
             }
@@ -121,24 +131,26 @@ impl Database {
                 database,
                 user,
             } => {
-                let base = PgConnectOptions::new()
-                    .host(host)
-                    .port(*port)
-                    .database(database)
-                    .username(user)
-                    // RDS Proxy presents an ACM certificate, which the webpki roots verify.
-                    .ssl_mode(PgSslMode::VerifyFull)
-                    .statement_cache_capacity(0);
+                let base = with_time_limits(
+                    PgConnectOptions::new()
+                        .host(host)
+                        .port(*port)
+                        .database(database)
+                        .username(user)
+                        // RDS Proxy presents an ACM certificate, which the webpki roots verify.
+                        .ssl_mode(PgSslMode::VerifyFull)
+                        .statement_cache_capacity(0),
+                );
                 Ok(Self {
                     pool: pool_options.connect_lazy_with(base.clone()),
-                    iam: Some(IamAuth {
+                    iam: Some(Arc::new(IamAuth {
                         host: host.clone(),
                         port: *port,
                         user: user.clone(),
                         base,
                         issued: Mutex::new(None),
                         sdk: tokio::sync::OnceCell::new(),
-                    }),
+                    })),
                 })
             }
         }
@@ -258,6 +270,13 @@ async fn iam_auth_token(
 
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Whether Postgres refused a value as such (SQLSTATE class 22, "data exception": a NUL in
+/// text, a time out of range, a number too large…). The same value fails the same way on every
+/// try, so a consumer must not treat it as transient.
+pub fn is_invalid_input(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().is_some_and(|code| code.starts_with("22")))
 }
 
 /// Whether a database error is a unique-constraint violation (mapped to 409 by callers).

@@ -1,18 +1,16 @@
 //! The triggers evaluate-events compiles: a tenant's enabled triggers, read in one query.
 
+use crate::ids::{TenantId, TriggerId};
+use crate::trigger::Action;
 use serde_json::Value;
 use sqlx::PgPool;
 use sqlx::types::Json;
-use uuid::Uuid;
-
-use crate::tenant::TenantId;
-use crate::trigger::Action;
 
 /// An enabled trigger as evaluation needs it. The condition stays JSON so that a kind this
 /// build does not know (a newer writer) skips one trigger instead of failing the query.
 #[derive(Debug, Clone)]
 pub struct MatchableTrigger {
-    pub id: Uuid,
+    pub id: TriggerId,
     pub name: String,
     pub version: i64,
     pub pattern: Value,
@@ -24,7 +22,7 @@ pub struct MatchableTrigger {
 /// Every enabled trigger of `tenant`.
 pub async fn enabled(pool: &PgPool, tenant: TenantId) -> sqlx::Result<Vec<MatchableTrigger>> {
     let rows = sqlx::query!(
-        r#"SELECT id, name, version, pattern, condition, cooldown_seconds,
+        r#"SELECT id AS "id: TriggerId", name, version, pattern, condition, cooldown_seconds,
                   actions AS "actions: Json<Vec<Action>>"
            FROM triggers WHERE tenant_id = $1 AND enabled ORDER BY id"#,
         tenant.as_uuid()

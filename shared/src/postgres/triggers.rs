@@ -4,11 +4,13 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::tenant::TenantId;
-use crate::trigger::{Action, Condition, Trigger, TriggerId, TriggerSpec, assign_action_ids};
+use crate::trigger::{
+    Action, ActionId, Condition, Trigger, TriggerId, TriggerSpec, assign_action_ids,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TriggerWriteError {
@@ -18,6 +20,9 @@ pub enum TriggerWriteError {
     VersionMismatch { expected: i64, current: i64 },
     #[error("the tenant already has {limit} triggers, the most allowed")]
     LimitReached { limit: i64 },
+    /// The tenant's enabled patterns would hold more values to match than its budget.
+    #[error("the enabled triggers would hold {total} values to match, over the budget of {budget}")]
+    CostBudget { total: usize, budget: usize },
     #[error("no such tenant")]
     NoTenant,
     #[error(transparent)]
@@ -65,24 +70,92 @@ fn cooldown_seconds(spec: &TriggerSpec) -> Option<i64> {
     spec.cooldown.and_then(|c| i64::try_from(c.as_secs()).ok())
 }
 
-async fn bump_revision(tx: &mut Transaction<'_, Postgres>, tenant: TenantId) -> sqlx::Result<()> {
+async fn bump_revision(conn: &mut PgConnection, tenant: TenantId) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE tenants SET trigger_revision = trigger_revision + 1 WHERE id = $1",
         tenant.as_uuid()
     )
-    .execute(&mut **tx)
+    .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Creates a trigger, refusing when the tenant already has `limit` triggers.
+/// What one tenant's triggers may add up to.
+#[derive(Debug, Clone, Copy)]
+pub struct TenantBudget {
+    pub max_triggers: i64,
+    /// The sum of the enabled patterns' [`crate::pattern::Pattern::cost`].
+    pub max_pattern_cost: usize,
+}
+
+impl From<&crate::trigger::TriggerLimits> for TenantBudget {
+    fn from(limits: &crate::trigger::TriggerLimits) -> Self {
+        Self {
+            max_triggers: limits.max_triggers_per_tenant,
+            max_pattern_cost: limits.max_pattern_cost_per_tenant,
+        }
+    }
+}
+
+/// Locks the tenant's row: writes of one tenant's triggers run one at a time, so that the
+/// counts and sums they check stay true until they commit.
+async fn lock_tenant(conn: &mut PgConnection, tenant: TenantId) -> Result<(), TriggerWriteError> {
+    sqlx::query_scalar!(
+        "SELECT id FROM tenants WHERE id = $1 FOR UPDATE",
+        tenant.as_uuid()
+    )
+    .fetch_optional(conn)
+    .await?
+    .ok_or(TriggerWriteError::NoTenant)?;
+    Ok(())
+}
+
+/// Refuses a write that would take the tenant's enabled patterns over their cost budget:
+/// the other enabled triggers (all but `except`) plus `spec` when it is enabled. The stored
+/// patterns are read and costed afresh (at most the tenant's trigger limit of them), so the
+/// check needs no stored figure that could drift from the compiler's.
+async fn check_cost(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    except: Option<TriggerId>,
+    spec: &TriggerSpec,
+    budget: TenantBudget,
+) -> Result<(), TriggerWriteError> {
+    if !spec.enabled {
+        return Ok(());
+    }
+    let patterns = sqlx::query_scalar!(
+        "SELECT pattern FROM triggers WHERE tenant_id = $1 AND enabled AND ($2::uuid IS NULL OR id <> $2)",
+        tenant.as_uuid(),
+        except.map(|id| id.0)
+    )
+    .fetch_all(conn)
+    .await?;
+    let limits = crate::pattern::PatternLimits::stored();
+    let stored: usize = patterns
+        .iter()
+        .filter_map(|p| crate::pattern::Pattern::from_value(p, &limits).ok())
+        .map(|p| p.cost())
+        .fold(0, usize::saturating_add);
+    let total = stored.saturating_add(spec.pattern.cost());
+    if total > budget.max_pattern_cost {
+        return Err(TriggerWriteError::CostBudget {
+            total,
+            budget: budget.max_pattern_cost,
+        });
+    }
+    Ok(())
+}
+
+/// Creates a trigger, refusing when the tenant already has its most triggers, or when the
+/// trigger would take its enabled patterns over their cost budget.
 pub async fn create(
     pool: &PgPool,
     tenant: TenantId,
     spec: &TriggerSpec,
-    limit: i64,
+    budget: TenantBudget,
 ) -> Result<Trigger, TriggerWriteError> {
-    create_with_id(pool, tenant, TriggerId::new(), spec, limit).await
+    create_with_id(pool, tenant, TriggerId::new(), spec, budget).await
 }
 
 /// [`create`] under a chosen id (demo data and tests).
@@ -91,17 +164,11 @@ pub async fn create_with_id(
     tenant: TenantId,
     id: TriggerId,
     spec: &TriggerSpec,
-    limit: i64,
+    budget: TenantBudget,
 ) -> Result<Trigger, TriggerWriteError> {
+    let limit = budget.max_triggers;
     let mut tx = pool.begin().await?;
-    // Locking the tenant row serialises concurrent creates, so the count below stays true.
-    sqlx::query_scalar!(
-        "SELECT id FROM tenants WHERE id = $1 FOR UPDATE",
-        tenant.as_uuid()
-    )
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or(TriggerWriteError::NoTenant)?;
+    lock_tenant(&mut tx, tenant).await?;
     let count = sqlx::query_scalar!(
         r#"SELECT count(*) AS "count!" FROM triggers WHERE tenant_id = $1"#,
         tenant.as_uuid()
@@ -111,6 +178,7 @@ pub async fn create_with_id(
     if count >= limit {
         return Err(TriggerWriteError::LimitReached { limit });
     }
+    check_cost(&mut tx, tenant, None, spec, budget).await?;
     let actions = assign_action_ids(&spec.actions, &[]);
     let row = sqlx::query_as!(
         Row,
@@ -184,8 +252,10 @@ pub async fn replace(
     id: TriggerId,
     spec: &TriggerSpec,
     expected_version: i64,
+    budget: TenantBudget,
 ) -> Result<Trigger, TriggerWriteError> {
     let mut tx = pool.begin().await?;
+    lock_tenant(&mut tx, tenant).await?;
     let current = sqlx::query!(
         r#"SELECT version, actions AS "actions: Json<Vec<Action>>" FROM triggers
            WHERE tenant_id = $1 AND id = $2 FOR UPDATE"#,
@@ -201,6 +271,7 @@ pub async fn replace(
             current: current.version,
         });
     }
+    check_cost(&mut tx, tenant, Some(id), spec, budget).await?;
     let actions = assign_action_ids(&spec.actions, &current.actions.0);
     let row = sqlx::query_as!(
         Row,
@@ -259,4 +330,100 @@ pub async fn delete(
     bump_revision(&mut tx, tenant).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// An action as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionNow {
+    /// The trigger was deleted.
+    TriggerGone,
+    /// The trigger no longer has this action.
+    ActionGone,
+    Found(Action),
+}
+
+/// One action of a trigger, as it is now (read before a retry is released).
+pub async fn action(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    trigger_id: TriggerId,
+    action_id: ActionId,
+) -> sqlx::Result<ActionNow> {
+    let actions = sqlx::query_scalar!(
+        r#"SELECT actions AS "actions: Json<Vec<Action>>" FROM triggers
+           WHERE tenant_id = $1 AND id = $2"#,
+        tenant.0,
+        trigger_id.0
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(match actions {
+        None => ActionNow::TriggerGone,
+        Some(actions) => actions
+            .0
+            .into_iter()
+            .find(|a| a.id == action_id)
+            .map_or(ActionNow::ActionGone, ActionNow::Found),
+    })
+}
+
+/// What [`disable_action`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disabled {
+    /// The action was on and is now off.
+    Now,
+    /// The action was off already.
+    Already,
+    /// The action points elsewhere now: the answer was about a URL it no longer has.
+    Moved,
+    /// The trigger or the action is gone.
+    Gone,
+}
+
+/// Turns off one action of a trigger and says why, bumping the trigger's version and the
+/// tenant's trigger revision (so evaluate-events stops creating deliveries for it within its
+/// cache bound) — only while the action still has `url`, the URL whose receiver answered: a
+/// 410 from a URL the tenant has since replaced says nothing about the new one.
+pub async fn disable_action(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    trigger_id: TriggerId,
+    action_id: ActionId,
+    url: &str,
+    reason: &str,
+) -> sqlx::Result<Disabled> {
+    let Some(mut actions) = sqlx::query_scalar!(
+        r#"SELECT actions AS "actions: Json<Vec<Action>>" FROM triggers
+           WHERE tenant_id = $1 AND id = $2 FOR UPDATE"#,
+        tenant.0,
+        trigger_id.0
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(Disabled::Gone);
+    };
+    let Some(action) = actions.0.iter_mut().find(|a| a.id == action_id) else {
+        return Ok(Disabled::Gone);
+    };
+    if action.url.as_str() != url {
+        return Ok(Disabled::Moved);
+    }
+    if !action.enabled {
+        return Ok(Disabled::Already);
+    }
+    action.enabled = false;
+    action.disabled_reason = Some(reason.to_owned());
+    sqlx::query!(
+        r#"UPDATE triggers SET actions = $3, version = version + 1, updated_at = now()
+           WHERE tenant_id = $1 AND id = $2"#,
+        tenant.0,
+        trigger_id.0,
+        actions as _
+    )
+    .execute(&mut *conn)
+    .await?;
+    bump_revision(conn, tenant).await?;
+    tracing::warn!(%tenant, %trigger_id, %action_id, reason, "webhook action disabled");
+    Ok(Disabled::Now)
 }

@@ -8,11 +8,16 @@
 //!
 //! - the client's DNS resolver is [`GuardedResolver`], so connections go only
 //!   to addresses the guard checked (no second lookup can rebind the name);
-//! - IP-literal hosts skip DNS, so [`check_url`] judges them first;
+//! - the target's scheme, port and host are judged by the [`TargetPolicy`] before a request
+//!   is built (IP-literal hosts skip DNS, so their address is judged there);
 //! - redirects are not followed (a 3xx is a failed attempt, recorded as such)
 //!   and no proxy is used, even if `HTTP_PROXY` is set: both would connect
 //!   somewhere the guard never saw;
-//! - the address actually connected to is recorded in the outcome.
+//! - the address actually connected to is recorded in the outcome;
+//! - what goes wrong is told in a few fixed words per kind of failure (see [`classify`]):
+//!   the stored text never repeats what a TLS stack, a parser or the far end said, so a
+//!   webhook cannot be used to read the banner of a service that does not speak HTTP. The
+//!   whole chain is logged for operators.
 //!
 //! The client never retries by itself: the retry schedule belongs to
 //! [`super::retry`], which spaces attempts over hours.
@@ -25,13 +30,13 @@ use chrono::Utc;
 
 use super::attempt::{AttemptError, AttemptErrorKind, AttemptOutcome, SNIPPET_BYTES};
 use super::signing::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, SigningSecret, sign};
-use super::ssrf::{AddressPolicy, GuardedResolver, Lookup, SsrfError, check_url};
+use super::ssrf::{GuardedResolver, Lookup, SsrfError, TargetPolicy};
 
 /// Settings of a [`WebhookClient`].
 #[derive(Debug, Clone)]
 pub struct WebhookClientConfig {
-    /// Which target addresses are allowed.
-    pub policy: AddressPolicy,
+    /// Which targets are allowed: scheme, address, port.
+    pub targets: TargetPolicy,
     /// Limit for a whole attempt; a 2xx must arrive within it to count.
     pub timeout: Duration,
     /// Limit for the TCP and TLS connection alone.
@@ -43,7 +48,7 @@ pub struct WebhookClientConfig {
 impl Default for WebhookClientConfig {
     fn default() -> Self {
         Self {
-            policy: AddressPolicy::strict(),
+            targets: TargetPolicy::strict(),
             timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(5),
             user_agent: concat!("TriggerIQ-Webhooks/", env!("CARGO_PKG_VERSION")).to_owned(),
@@ -73,13 +78,13 @@ pub struct WebhookRequest {
 #[derive(Debug, Clone)]
 pub struct WebhookClient {
     http: reqwest::Client,
-    policy: AddressPolicy,
+    targets: TargetPolicy,
 }
 
 impl WebhookClient {
     /// A client over the system resolver.
     pub fn new(config: WebhookClientConfig) -> Result<Self, ClientBuildError> {
-        let resolver = GuardedResolver::new(config.policy);
+        let resolver = GuardedResolver::new(config.targets.addresses());
         Self::with_resolver(config, resolver)
     }
 
@@ -88,7 +93,7 @@ impl WebhookClient {
         config: WebhookClientConfig,
         lookup: Arc<dyn Lookup>,
     ) -> Result<Self, ClientBuildError> {
-        let resolver = GuardedResolver::with_lookup(config.policy, lookup);
+        let resolver = GuardedResolver::with_lookup(config.targets.addresses(), lookup);
         Self::with_resolver(config, resolver)
     }
 
@@ -109,7 +114,7 @@ impl WebhookClient {
             .map_err(ClientBuildError)?;
         Ok(Self {
             http,
-            policy: config.policy,
+            targets: config.targets,
         })
     }
 
@@ -128,7 +133,7 @@ impl WebhookClient {
             remote_addr: None,
         };
 
-        let url = match check_url(&self.policy, &request.url) {
+        let url = match self.targets.check_str(&request.url) {
             Ok((url, _)) => url,
             Err(e) => {
                 outcome.error = Some(ssrf_error(&e));
@@ -169,7 +174,7 @@ impl WebhookClient {
         if let Some(remote) = outcome.remote_addr {
             // Cannot happen while the resolver and `check_url` guard every
             // connection; if it ever does, make it loud.
-            if let Err(refusal) = self.policy.check(remote.ip()) {
+            if let Err(refusal) = self.targets.addresses().check(remote.ip()) {
                 tracing::error!(%refusal, "webhook connected to a refused address");
             }
         }
@@ -185,7 +190,11 @@ impl WebhookClient {
                 Ok(Some(chunk)) => snippet.extend_from_slice(&chunk),
                 Ok(None) => break,
                 Err(e) => {
-                    outcome.error = Some(AttemptError::new(AttemptErrorKind::Body, chain(&e)));
+                    tracing::info!(error = %chain(&e), "reading the webhook response failed");
+                    outcome.error = Some(AttemptError::new(
+                        AttemptErrorKind::Body,
+                        "reading the response body failed",
+                    ));
                     break;
                 }
             }
@@ -198,35 +207,78 @@ impl WebhookClient {
 
 fn ssrf_error(e: &SsrfError) -> AttemptError {
     let kind = match e {
-        SsrfError::InvalidUrl(_) | SsrfError::UnsupportedScheme(_) | SsrfError::MissingHost => {
-            AttemptErrorKind::InvalidTarget
-        }
+        SsrfError::InvalidUrl(_)
+        | SsrfError::UnsupportedScheme(_)
+        | SsrfError::MissingHost
+        | SsrfError::PlainHttp => AttemptErrorKind::InvalidTarget,
         e if e.is_policy_refusal() => AttemptErrorKind::Refused,
         _ => AttemptErrorKind::Dns,
     };
+    // The guard's own texts name the rule, not what a lookup returned (see `ssrf`).
     AttemptError::new(kind, e.to_string())
 }
 
+/// A failed request as the tenant sees it: its kind and a fixed text. What the far end sent
+/// (a banner, a TLS alert, bytes that are not HTTP) and the OS's error text stay in the log.
 fn classify(e: &reqwest::Error) -> AttemptError {
     // The guard's verdict travels inside reqwest's connect error; find it.
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut tls = None;
+    let mut not_http = false;
     while let Some(err) = source {
         if let Some(ssrf) = err.downcast_ref::<SsrfError>() {
             return ssrf_error(ssrf);
         }
+        if let Some(rustls) = tls_error(err) {
+            tls = Some(rustls);
+        }
+        if err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+        {
+            not_http = true;
+        }
         source = err.source();
     }
-    let kind = if e.is_timeout() {
-        AttemptErrorKind::Timeout
+    tracing::info!(error = %chain(e), "webhook request failed");
+    let (kind, message) = if e.is_timeout() {
+        (
+            AttemptErrorKind::Timeout,
+            "no response within the time limit",
+        )
+    } else if let Some(tls) = tls {
+        let message = match tls {
+            rustls::Error::InvalidCertificate(_) => {
+                "the receiver's TLS certificate was not accepted"
+            }
+            _ => "the TLS handshake failed",
+        };
+        (AttemptErrorKind::Connect, message)
     } else if e.is_connect() {
-        AttemptErrorKind::Connect
+        (AttemptErrorKind::Connect, "could not connect")
+    } else if not_http {
+        (AttemptErrorKind::Request, "the answer was not HTTP")
+    } else if e.is_body() || e.is_decode() {
+        (AttemptErrorKind::Body, "reading the response failed")
     } else {
-        AttemptErrorKind::Request
+        (AttemptErrorKind::Request, "the request failed")
     };
-    AttemptError::new(kind, chain(e))
+    AttemptError::new(kind, message)
 }
 
-/// The error and its causes, without the URL (which may carry a token).
+/// The rustls error inside `err`: rustls reports through `io::Error`s (nested ones, too), whose
+/// `source` skips the error they wrap, so each is opened with `get_ref`.
+fn tls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = err;
+    loop {
+        if let Some(rustls) = current.downcast_ref::<rustls::Error>() {
+            return Some(rustls);
+        }
+        current = current.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+}
+
+/// The error and its causes, without the URL (which may carry a token): for the log only.
 fn chain(e: &reqwest::Error) -> String {
     let mut parts = Vec::new();
     let mut source = std::error::Error::source(e);
@@ -237,18 +289,9 @@ fn chain(e: &reqwest::Error) -> String {
         }
         source = err.source();
     }
-    let head = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() || e.is_decode() {
-        "reading the response failed"
-    } else {
-        "request failed"
-    };
     if parts.is_empty() {
-        head.to_owned()
+        "no cause given".to_owned()
     } else {
-        format!("{head}: {}", parts.join(": "))
+        parts.join(": ")
     }
 }

@@ -16,4 +16,4 @@ pub use attempt::{AttemptError, AttemptErrorKind, AttemptOutcome};
 pub use client::{WebhookClient, WebhookClientConfig, WebhookRequest};
 pub use retry::{RetryPolicy, Step, Wake};
 pub use signing::{SigningSecret, sign};
-pub use ssrf::{AddressPolicy, GuardedResolver, SsrfError};
+pub use ssrf::{AddressPolicy, GuardedResolver, SsrfError, TargetPolicy};

@@ -18,26 +18,25 @@
 //!
 //! # Waits longer than SQS allows
 //!
-//! An SQS message can be delayed by at most 15 minutes, so a delivery message
-//! carries `not_before` (the [`Step::Retry::at`] instant). The consumer:
+//! An SQS message can be delayed by at most 15 minutes, so the next attempt carries
+//! `not_before` (the [`Step::Retry::at`] instant) and waits as a chain of hops:
 //!
-//! 1. on a message, calls [`Wake::at`]`(not_before, now)`;
-//! 2. on [`Wake::Defer`], re-sends the same message body to the deliveries
-//!    queue with that `delay_seconds` (at most 900) and acknowledges the
-//!    original — a 10-hour wait is 40 cheap hops, no attempt is made;
-//! 3. on [`Wake::Now`], makes the attempt, then applies [`RetryPolicy::next_step`]:
-//!    `Retry{at}` → re-send with `attempt + 1`, `not_before = at` and delay
-//!    `Wake::at(at, now)`; `Delivered` / `Disable` → acknowledge and record;
-//!    `GiveUp` → record the delivery as failed, send the message to the
-//!    deliveries DLQ explicitly, acknowledge the original.
+//! 1. after an attempt, [`RetryPolicy::next_step`]: `Retry{at}` → the next attempt (`attempt +
+//!    1`, `not_before = at`) is sent to the delivery-results queue with delay
+//!    `Wake::at(at, now)`; `Delivered`, `Disable` and `GiveUp` only report;
+//! 2. record-deliveries, on such a message, calls [`Wake::at`]`(not_before, now)`: on
+//!    [`Wake::Defer`] it re-sends the same message with that `delay_seconds` (at most 900) — a
+//!    10-hour wait is 40 cheap hops, without touching Postgres; on [`Wake::Now`] it reads the
+//!    delivery and its action and releases the attempt to the deliveries queue (see
+//!    `pipeline::record`).
 //!
-//! Re-sending (rather than `ChangeMessageVisibility`, which reaches 12 h) keeps
-//! the attempt number and `not_before` in the body, exact, instead of relying
-//! on `ApproximateReceiveCount`, and leaves the queue's redrive policy for what
-//! it is good at: moving a message that crashes the consumer repeatedly to the
-//! DLQ. The re-send and the acknowledgement are not atomic, so a crash between
-//! them can duplicate a delivery; receivers de-duplicate on the stable
-//! `webhook-id`, as the specification expects.
+//! Re-sending (rather than `ChangeMessageVisibility`, which reaches 12 h) keeps the attempt
+//! number and `not_before` in the body, exact, instead of relying on `ApproximateReceiveCount`,
+//! and leaves the queues' redrive policies for what they are good at: moving a message that
+//! crashes its consumer repeatedly to a DLQ. A re-send and its acknowledgement are not atomic,
+//! so a crash between them can duplicate a message; record-deliveries releases each attempt of
+//! a delivery once, and receivers de-duplicate on the stable `webhook-id`, as the specification
+//! expects.
 
 use std::time::Duration;
 
@@ -69,7 +68,7 @@ pub enum Step {
     Retry { attempt: u32, at: DateTime<Utc> },
     /// Stop and disable the action; `reason` is for the tenant.
     Disable { reason: String },
-    /// The schedule is exhausted: mark the delivery failed, park it in the DLQ.
+    /// The schedule is exhausted: the delivery is failed (retry-delivery can send it again).
     GiveUp { reason: String },
 }
 

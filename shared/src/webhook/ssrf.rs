@@ -32,16 +32,40 @@
 //! followed and proxies are never used (see the client), since both would
 //! move the connection to an address this guard never saw.
 //!
+//! IPv6 is global only inside `2000::/3`, minus the special-purpose blocks
+//! that are not globally reachable (IETF protocol assignments `2001::/23`,
+//! documentation `2001:db8::/32` and `3fff::/20`, …); everything outside it is
+//! [`AddressClass::NotGlobal`], except the forms that carry an IPv4 address
+//! which a host or a gateway routes (IPv4-mapped, NAT64), judged as IPv4.
+//!
+//! # Targets: scheme, names and ports
+//!
+//! [`TargetPolicy`] adds what a URL says beyond its address: `https` (plain
+//! `http` only where the deployment allows it), host names that can only be
+//! local (`localhost`, single-label names resolved through search domains,
+//! `.local`, `.internal`, `.home.arpa`, `.localdomain`), and ports: 443, 8443
+//! and, where http is allowed, 80, unless the deployment lists its own
+//! (`WEBHOOK_ALLOWED_PORTS`). The trigger routes apply it when an action is
+//! created or changed (no DNS there: IP literals and names only), deliver-webhooks
+//! before every attempt, with the resolver behind it.
+//!
 //! # Local development
 //!
-//! [`AddressPolicy::local_development`] (or `ALLOW_PRIVATE_WEBHOOK_TARGETS=true`
-//! read by [`AddressPolicy::from_env`]) lifts the guard so that a receiver on
-//! 127.0.0.1 or a LAN can be used. Even then the cloud metadata addresses stay
-//! refused: if the setting ever leaks into a deployed function, it must not
-//! hand out the function's credentials.
+//! [`AddressPolicy::local_development`] (`ALLOW_PRIVATE_WEBHOOK_TARGETS=true`,
+//! set by the local stack) allows loopback only — `127.0.0.0/8` and `::1` —
+//! so that the demo receiver and test receivers on this machine can be used;
+//! private, link-local, CGNAT and metadata addresses stay refused, so a
+//! tenant's trigger on a developer's stack cannot reach the LAN or the cloud's
+//! credentials. Loopback targets (an IP literal or `localhost`) may use any
+//! port there: test receivers listen on ports the system picks.
 //!
-//! Ports are not restricted: a receiver on any port of a public address is as
-//! public as one on 443.
+//! # What tenants are told
+//!
+//! The texts of these errors are stored with the attempt and shown to the
+//! tenant, so they name the rule, never what the guard learned: a name whose
+//! addresses are all refused says so without listing them (the tenant would
+//! otherwise learn what an internal name resolves to). The refusals themselves
+//! stay in the error for logs.
 
 use std::fmt;
 use std::future::Future;
@@ -51,10 +75,6 @@ use std::sync::Arc;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use url::{Host, Url};
-
-/// Environment variable that, set to `true` or `1`, selects
-/// [`AddressPolicy::local_development`] in [`AddressPolicy::from_env`].
-pub const ALLOW_PRIVATE_ENV: &str = "ALLOW_PRIVATE_WEBHOOK_TARGETS";
 
 /// Why an address is not a public unicast address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,6 +108,9 @@ pub enum AddressClass {
     Teredo,
     /// An instance or task metadata / credentials endpoint.
     CloudMetadata,
+    /// IPv6 outside the global unicast space `2000::/3`, or a deprecated form
+    /// (IPv4-compatible, IPv4-translated) that no host routes.
+    NotGlobal,
 }
 
 impl AddressClass {
@@ -107,6 +130,7 @@ impl AddressClass {
             Self::SiteLocal => "a site-local IPv6 address",
             Self::Teredo => "a Teredo tunnel address",
             Self::CloudMetadata => "a cloud metadata address",
+            Self::NotGlobal => "not a global unicast IPv6 address",
         }
     }
 }
@@ -174,24 +198,30 @@ pub enum SsrfError {
     UnsupportedScheme(String),
     #[error("webhook URL has no host")]
     MissingHost,
+    #[error("plain http webhooks are not allowed in this deployment; use https")]
+    PlainHttp,
     #[error("webhook target refused: {0}")]
     Refused(Refusal),
-    #[error("webhook target `{host}` refused: every address it resolves to is refused ({})", first_reason(.refusals))]
+    #[error("webhook host `{host}` refused: {reason}")]
+    RefusedName { host: String, reason: &'static str },
+    #[error("webhook port {port} refused: allowed ports are {}", list_ports(.allowed))]
+    PortNotAllowed { port: u16, allowed: Vec<u16> },
+    /// The refusals are kept for logs; the text does not list them (see the module docs).
+    #[error("webhook host `{host}` refused: it resolves only to addresses webhooks may not reach")]
     AllAddressesRefused {
         host: String,
         refusals: Vec<Refusal>,
     },
-    #[error("webhook host `{host}` could not be resolved: {message}")]
+    /// The resolver's own message is kept for logs; the text is the same for every failure.
+    #[error("webhook host `{host}` could not be resolved")]
     Resolution { host: String, message: String },
     #[error("webhook host `{host}` resolved to no address")]
     NoAddresses { host: String },
 }
 
-fn first_reason(refusals: &[Refusal]) -> String {
-    refusals
-        .first()
-        .map(ToString::to_string)
-        .unwrap_or_else(|| "no address".to_owned())
+fn list_ports(ports: &[u16]) -> String {
+    let names: Vec<String> = ports.iter().map(u16::to_string).collect();
+    names.join(", ")
 }
 
 impl SsrfError {
@@ -206,52 +236,48 @@ impl SsrfError {
 /// Which addresses webhooks may be sent to. The default is strict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AddressPolicy {
-    allow_private: bool,
+    allow_loopback: bool,
 }
 
 impl AddressPolicy {
     /// Refuses every class in [`AddressClass`]: the production setting.
     pub const fn strict() -> Self {
         Self {
-            allow_private: false,
+            allow_loopback: false,
         }
     }
 
-    /// Allows loopback, private and other non-public addresses, except the
-    /// cloud metadata endpoints. For local development and tests only.
+    /// Allows loopback (`127.0.0.0/8`, `::1`) and nothing else that strict
+    /// refuses: for local development and tests, whose receivers listen on
+    /// this machine. Private, link-local, CGNAT and metadata addresses stay
+    /// refused, and so do loopback addresses reached through a gateway (NAT64,
+    /// 6to4), which would be the gateway's loopback, not ours.
     pub const fn local_development() -> Self {
         Self {
-            allow_private: true,
+            allow_loopback: true,
         }
     }
 
-    /// [`Self::local_development`] when [`ALLOW_PRIVATE_ENV`] is `true` or
-    /// `1`, otherwise [`Self::strict`]. Any other value is strict: the guard is
-    /// lifted only by an explicit setting.
-    pub fn from_env() -> Self {
-        match std::env::var(ALLOW_PRIVATE_ENV) {
-            Ok(value) if value.eq_ignore_ascii_case("true") || value == "1" => {
-                Self::local_development()
-            }
-            _ => Self::strict(),
-        }
-    }
-
-    /// True when this policy lifts the guard for non-public addresses.
-    pub fn allows_private(&self) -> bool {
-        self.allow_private
+    /// True when this policy allows loopback targets (local development).
+    pub fn allows_loopback(&self) -> bool {
+        self.allow_loopback
     }
 
     /// Whether a connection to `address` is allowed.
     pub fn check(&self, address: IpAddr) -> Result<(), Refusal> {
         match classify(address) {
             None => Ok(()),
-            Some(refusal) if self.allow_private && refusal.class != AddressClass::CloudMetadata => {
-                Ok(())
-            }
+            Some(refusal) if self.allow_loopback && is_own_loopback(&refusal) => Ok(()),
             Some(refusal) => Err(refusal),
         }
     }
+}
+
+/// Loopback of this host: `127.0.0.0/8`, `::1`, or `127.x` written as IPv4-mapped IPv6
+/// (which a dual-stack socket connects to as IPv4) — not through a NAT64 or 6to4 gateway.
+fn is_own_loopback(refusal: &Refusal) -> bool {
+    refusal.class == AddressClass::Loopback
+        && matches!(refusal.via, None | Some((Embedding::Ipv4Mapped, _)))
 }
 
 /// The class of a non-public address, or `None` for a public unicast address.
@@ -315,7 +341,11 @@ const V4_RANGES: [(Ipv4Net, AddressClass); 15] = [
     (v4(240, 0, 0, 0, 4), AddressClass::Reserved),
 ];
 
-const V6_RANGES: [(Ipv6Net, AddressClass); 9] = [
+/// The global unicast space; IPv6 outside it is never a webhook receiver.
+const V6_GLOBAL: Ipv6Net = v6([0x2000, 0, 0, 0, 0, 0, 0, 0], 3);
+
+// The first match wins: the specific blocks inside 2001::/23 come before it.
+const V6_RANGES: [(Ipv6Net, AddressClass); 11] = [
     (
         v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48),
         AddressClass::Reserved,
@@ -326,8 +356,17 @@ const V6_RANGES: [(Ipv6Net, AddressClass); 9] = [
         v6([0x2001, 2, 0, 0, 0, 0, 0, 0], 48),
         AddressClass::Benchmarking,
     ),
+    // IETF protocol assignments (ORCHID, AMT, anycast services…): none is a receiver.
+    (
+        v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 23),
+        AddressClass::Reserved,
+    ),
     (
         v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32),
+        AddressClass::Documentation,
+    ),
+    (
+        v6([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20),
         AddressClass::Documentation,
     ),
     (
@@ -372,12 +411,23 @@ fn classify_v6(address: Ipv6Addr) -> Option<(AddressClass, Option<(Embedding, Ip
         return Some((AddressClass::CloudMetadata, None));
     }
     if let Some((embedding, inner)) = embedded_v4(address) {
-        return classify_v4(inner).map(|class| (class, Some((embedding, inner))));
+        if let Some(class) = classify_v4(inner) {
+            return Some((class, Some((embedding, inner))));
+        }
+        // A public IPv4 address: reachable as IPv4-mapped (the socket connects to it over
+        // IPv4), through the well-known NAT64 prefix and 6to4 (globally routed gateways);
+        // the deprecated forms are routed by nobody.
+        return match embedding {
+            Embedding::Ipv4Mapped | Embedding::Nat64 | Embedding::SixToFour => None,
+            Embedding::Ipv4Compatible | Embedding::Ipv4Translated => {
+                Some((AddressClass::NotGlobal, None))
+            }
+        };
     }
-    V6_RANGES
-        .iter()
-        .find(|(net, _)| net.contains(&address))
-        .map(|(_, class)| (*class, None))
+    if let Some((_, class)) = V6_RANGES.iter().find(|(net, _)| net.contains(&address)) {
+        return Some((*class, None));
+    }
+    (!V6_GLOBAL.contains(&address)).then_some((AddressClass::NotGlobal, None))
 }
 
 /// The IPv4 address an IPv6 address forwards to, for the forms a host or a
@@ -439,6 +489,145 @@ pub fn check_parsed_url(policy: &AddressPolicy, url: &Url) -> Result<CheckedHost
     };
     policy.check(address).map_err(SsrfError::Refused)?;
     Ok(CheckedHost::Address(address))
+}
+
+/// The ports webhooks may use when the deployment names none: 443 and 8443 (and 80 where
+/// plain http is allowed). A webhook to a public host's SSH or database port is not a webhook.
+pub const DEFAULT_PORTS: [u16; 2] = [443, 8443];
+
+/// Which webhook targets are allowed: the scheme, the host (address or name) and the port.
+/// See the module documentation; `strict` is the production setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetPolicy {
+    addresses: AddressPolicy,
+    allow_http: bool,
+    ports: Vec<u16>,
+}
+
+impl Default for TargetPolicy {
+    fn default() -> Self {
+        Self::strict()
+    }
+}
+
+impl TargetPolicy {
+    /// https only, public addresses only, the default ports.
+    pub fn strict() -> Self {
+        Self::new(AddressPolicy::strict(), false, None)
+    }
+
+    /// The local stack's: plain http allowed, loopback allowed (on any port).
+    pub fn local_development() -> Self {
+        Self::new(AddressPolicy::local_development(), true, None)
+    }
+
+    /// `ports` replaces the default ports ([`DEFAULT_PORTS`], plus 80 when `allow_http`).
+    pub fn new(addresses: AddressPolicy, allow_http: bool, ports: Option<Vec<u16>>) -> Self {
+        let ports = ports.unwrap_or_else(|| {
+            let mut ports = DEFAULT_PORTS.to_vec();
+            if allow_http {
+                ports.insert(0, 80);
+            }
+            ports
+        });
+        Self {
+            addresses,
+            allow_http,
+            ports,
+        }
+    }
+
+    /// The addresses allowed (what the resolver applies at connect time).
+    pub fn addresses(&self) -> AddressPolicy {
+        self.addresses
+    }
+
+    /// Whether plain `http://` targets are allowed.
+    pub fn allows_http(&self) -> bool {
+        self.allow_http
+    }
+
+    /// The ports allowed (loopback targets in local development may use any).
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    /// Parses `raw` and judges it with [`Self::check`].
+    pub fn check_str(&self, raw: &str) -> Result<(Url, CheckedHost), SsrfError> {
+        let url = Url::parse(raw).map_err(|e| SsrfError::InvalidUrl(e.to_string()))?;
+        let host = self.check(&url)?;
+        Ok((url, host))
+    }
+
+    /// Judges a target as far as it can be without DNS: the scheme, an IP-literal host's
+    /// address, a name that can only be local, the port. A name's addresses are judged by
+    /// [`GuardedResolver`] when it is resolved.
+    pub fn check(&self, url: &Url) -> Result<CheckedHost, SsrfError> {
+        let host = check_parsed_url(&self.addresses, url)?;
+        if let CheckedHost::Name(name) = &host {
+            check_name(&self.addresses, name)?;
+        }
+        if url.scheme() == "http" && !self.allow_http {
+            return Err(SsrfError::PlainHttp);
+        }
+        // http and https always have a known default port.
+        let port = url.port_or_known_default().unwrap_or(443);
+        let loopback_here = self.addresses.allows_loopback() && is_loopback_host(&host);
+        if !self.ports.contains(&port) && !loopback_here {
+            return Err(SsrfError::PortNotAllowed {
+                port,
+                allowed: self.ports.clone(),
+            });
+        }
+        Ok(host)
+    }
+}
+
+/// A host that is this machine: a loopback literal, or `localhost` (which RFC 6761 reserves
+/// for loopback).
+fn is_loopback_host(host: &CheckedHost) -> bool {
+    match host {
+        CheckedHost::Address(address) => classify(*address).is_some_and(|r| is_own_loopback(&r)),
+        CheckedHost::Name(name) => is_localhost(name),
+    }
+}
+
+fn is_localhost(name: &str) -> bool {
+    let name = name.trim_end_matches('.');
+    name.eq_ignore_ascii_case("localhost") || name.to_ascii_lowercase().ends_with(".localhost")
+}
+
+/// Suffixes of names that resolve only inside a network: mDNS (RFC 6762), ICANN's private-use
+/// `.internal` (where clouds put their metadata and VPC names), RFC 8375's `.home.arpa`, and
+/// the `.localdomain` of many hosts files.
+const LOCAL_SUFFIXES: [&str; 4] = [".local", ".internal", ".home.arpa", ".localdomain"];
+
+/// Refuses names that can only mean something local, before any lookup: they need no DNS to
+/// judge, and the trigger routes must refuse them without one.
+fn check_name(policy: &AddressPolicy, name: &str) -> Result<(), SsrfError> {
+    let refuse = |reason| {
+        Err(SsrfError::RefusedName {
+            host: name.to_owned(),
+            reason,
+        })
+    };
+    if is_localhost(name) {
+        if policy.allows_loopback() {
+            return Ok(());
+        }
+        return refuse("a loopback name");
+    }
+    let bare = name.trim_end_matches('.').to_ascii_lowercase();
+    if !bare.contains('.') {
+        return refuse("a single-label name, resolved through local search domains");
+    }
+    if LOCAL_SUFFIXES
+        .iter()
+        .any(|suffix| bare.ends_with(suffix) || bare == suffix[1..])
+    {
+        return refuse("a name that resolves only inside a local network");
+    }
+    Ok(())
 }
 
 /// A DNS lookup, abstracted so tests can resolve names to chosen addresses.
@@ -758,24 +947,178 @@ mod tests {
     }
 
     #[test]
-    fn local_development_allows_private_but_never_metadata() {
+    fn local_development_allows_loopback_and_nothing_else() {
         let dev = AddressPolicy::local_development();
-        for address in ["127.0.0.1", "::1", "10.0.0.1", "192.168.1.10", "fd12::1"] {
+        for address in ["127.0.0.1", "127.255.255.254", "::1", "::ffff:127.0.0.1"] {
             assert_eq!(dev.check(ip(address)), Ok(()), "{address}");
         }
-        for address in [
-            "169.254.169.254",
-            "fd00:ec2::254",
-            "::ffff:169.254.169.254",
-            "64:ff9b::a9fe:a9fe",
-            "169.254.170.2",
+        for (address, class) in [
+            ("10.0.0.1", AddressClass::Private),
+            ("172.16.0.1", AddressClass::Private),
+            ("192.168.1.10", AddressClass::Private),
+            ("fd12::1", AddressClass::UniqueLocal),
+            ("169.254.1.1", AddressClass::LinkLocal),
+            ("fe80::1", AddressClass::LinkLocal),
+            ("100.64.0.1", AddressClass::SharedAddressSpace),
+            ("0.0.0.0", AddressClass::Unspecified),
+            ("::", AddressClass::Unspecified),
+            ("224.0.0.1", AddressClass::Multicast),
+            ("169.254.169.254", AddressClass::CloudMetadata),
+            ("fd00:ec2::254", AddressClass::CloudMetadata),
+            ("::ffff:169.254.169.254", AddressClass::CloudMetadata),
+            ("::ffff:10.0.0.1", AddressClass::Private),
+            // Loopback of a NAT64 or 6to4 gateway is not this machine's.
+            ("64:ff9b::7f00:1", AddressClass::Loopback),
+            ("2002:7f00:1::", AddressClass::Loopback),
         ] {
             assert_eq!(
                 dev.check(ip(address)).map_err(|r| r.class),
-                Err(AddressClass::CloudMetadata),
+                Err(class),
                 "{address}"
             );
         }
+    }
+
+    #[test]
+    fn only_global_unicast_ipv6_is_allowed() {
+        for (address, class) in [
+            ("4000::1", AddressClass::NotGlobal),
+            ("5f00::1", AddressClass::NotGlobal),
+            ("1::1", AddressClass::NotGlobal),
+            ("e000::1", AddressClass::NotGlobal),
+            ("3fff::1", AddressClass::Documentation),
+            ("2001:10::1", AddressClass::Reserved),
+            ("2001:20::1", AddressClass::Reserved),
+            ("2001:1ff:ffff::1", AddressClass::Reserved),
+            // IPv4-compatible and IPv4-translated forms of a public address: routed by nobody.
+            ("::8.8.8.8", AddressClass::NotGlobal),
+            ("::ffff:0:8.8.8.8", AddressClass::NotGlobal),
+        ] {
+            assert_eq!(class_of(address), Some(class), "{address}");
+            assert!(
+                AddressPolicy::local_development()
+                    .check(ip(address))
+                    .is_err(),
+                "{address}"
+            );
+        }
+        for address in [
+            "2001:200::1",
+            "2001:4860:4860::8888",
+            "2400:cb00::1",
+            "2a00:1450:4001:80b::200e",
+            "2c0f:ffff::1",
+        ] {
+            assert_eq!(classify(ip(address)), None, "{address}");
+        }
+    }
+
+    fn target(policy: &TargetPolicy, url: &str) -> Result<CheckedHost, SsrfError> {
+        policy.check_str(url).map(|(_, host)| host)
+    }
+
+    #[test]
+    fn targets_use_the_allowed_ports_only() {
+        let strict = TargetPolicy::strict();
+        assert_eq!(strict.ports(), &[443, 8443]);
+        for url in [
+            "https://hooks.example.com/x",
+            "https://hooks.example.com:443/x",
+            "https://hooks.example.com:8443/x",
+            "https://1.1.1.1/x",
+        ] {
+            assert!(target(&strict, url).is_ok(), "{url}");
+        }
+        for (url, port) in [
+            ("https://hooks.example.com:22/x", 22),
+            ("https://hooks.example.com:80/x", 80),
+            ("https://1.1.1.1:6379/x", 6379),
+        ] {
+            assert_eq!(
+                target(&strict, url),
+                Err(SsrfError::PortNotAllowed {
+                    port,
+                    allowed: vec![443, 8443]
+                }),
+                "{url}"
+            );
+        }
+        let http = TargetPolicy::new(AddressPolicy::strict(), true, None);
+        assert_eq!(http.ports(), &[80, 443, 8443]);
+        assert!(target(&http, "http://hooks.example.com/x").is_ok());
+        assert_eq!(
+            target(&strict, "http://hooks.example.com/x"),
+            Err(SsrfError::PlainHttp)
+        );
+        let listed = TargetPolicy::new(AddressPolicy::strict(), false, Some(vec![9443]));
+        assert!(target(&listed, "https://hooks.example.com:9443/x").is_ok());
+        assert!(target(&listed, "https://hooks.example.com/x").is_err());
+    }
+
+    #[test]
+    fn local_development_lifts_the_port_rule_for_loopback_targets_only() {
+        let dev = TargetPolicy::local_development();
+        for url in [
+            "http://127.0.0.1:9100/hooks/demo",
+            "http://[::1]:5555/x",
+            "http://localhost:9100/x",
+            "http://api.localhost:9100/x",
+        ] {
+            assert!(target(&dev, url).is_ok(), "{url}");
+        }
+        assert!(matches!(
+            target(&dev, "https://hooks.example.com:22/x"),
+            Err(SsrfError::PortNotAllowed { port: 22, .. })
+        ));
+        assert!(matches!(
+            target(&dev, "http://10.0.0.1:9100/x"),
+            Err(SsrfError::Refused(_))
+        ));
+    }
+
+    #[test]
+    fn names_that_can_only_be_local_are_refused_without_dns() {
+        let strict = TargetPolicy::strict();
+        for url in [
+            "https://localhost/x",
+            "https://LOCALHOST./x",
+            "https://app.localhost/x",
+            "https://metadata/x",
+            "https://intranet./x",
+            "https://printer.local/x",
+            "https://metadata.google.internal/x",
+            "https://ip-10-0-0-1.ec2.internal/x",
+            "https://nas.home.arpa/x",
+            "https://box.localdomain/x",
+        ] {
+            assert!(
+                matches!(target(&strict, url), Err(SsrfError::RefusedName { .. })),
+                "{url}: {:?}",
+                target(&strict, url)
+            );
+        }
+        // Only loopback names become allowed in local development.
+        let dev = TargetPolicy::local_development();
+        assert!(target(&dev, "http://localhost:9/x").is_ok());
+        assert!(target(&dev, "http://printer.local/x").is_err());
+        assert!(target(&strict, "https://hooks.example.com/x").is_ok());
+        assert!(target(&strict, "https://internal.example.com/x").is_ok());
+    }
+
+    #[test]
+    fn refusals_of_names_do_not_say_what_the_name_resolved_to() {
+        let error = SsrfError::AllAddressesRefused {
+            host: "db.corp.example".into(),
+            refusals: vec![classify(ip("10.1.2.3")).unwrap()],
+        };
+        let text = error.to_string();
+        assert!(!text.contains("10.1.2.3"), "{text}");
+        assert!(!text.contains("private"), "{text}");
+        let resolution = SsrfError::Resolution {
+            host: "x.example".into(),
+            message: "whatever the resolver said".into(),
+        };
+        assert!(!resolution.to_string().contains("whatever"));
     }
 
     #[test]

@@ -6,9 +6,12 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use triggeriq::api::{events as event_routes, ingest};
-use triggeriq::consumers::evaluate::{self, Evaluator};
+use triggeriq::consumers::evaluate;
 use triggeriq::consumers::process_batch;
+use triggeriq::delivery::DeliveryStatus;
 use triggeriq::dynamodb::{CooldownLock, Table};
+use triggeriq::event::EventId;
+use triggeriq::ids::Generation;
 use triggeriq::pipeline::messages::EventMessage;
 use triggeriq::postgres::{deliveries, events, firings, tenants, triggers};
 use triggeriq::s3::ClaimCheck;
@@ -80,7 +83,7 @@ async fn one_message_processed_three_times_twice_concurrently_fires_once_with_on
         &evaluator,
         sqs_event(&messages),
         evaluate::CONCURRENCY,
-        Evaluator::handle,
+        evaluate::handle,
     )
     .await;
     assert!(failures(first).is_empty());
@@ -91,22 +94,24 @@ async fn one_message_processed_three_times_twice_concurrently_fires_once_with_on
             &a,
             sqs_event(&messages),
             evaluate::CONCURRENCY,
-            Evaluator::handle
+            evaluate::handle
         ),
         process_batch(
             &b,
             sqs_event(&messages),
             evaluate::CONCURRENCY,
-            Evaluator::handle
+            evaluate::handle
         ),
     );
     assert!(failures(ra).is_empty());
     assert!(failures(rb).is_empty());
 
-    let fired = firings::for_event(&pool, t, "evt_demo_0001").await.unwrap();
+    let fired = firings::for_event(&pool, t, &EventId::new("evt_demo_0001"))
+        .await
+        .unwrap();
     assert_eq!(fired.len(), 1);
-    assert_eq!(fired[0].trigger_id, trigger.id.0);
-    assert_eq!(fired[0].trigger_name, "Payment failed");
+    assert_eq!(fired[0].trigger.id, trigger.id);
+    assert_eq!(fired[0].trigger.name, "Payment failed");
     assert_eq!(count(&pool, "SELECT count(*) FROM firings").await, 1);
     assert_eq!(count(&pool, "SELECT count(*) FROM deliveries").await, 1);
     assert_eq!(count(&pool, "SELECT count(*) FROM events").await, 2);
@@ -114,7 +119,7 @@ async fn one_message_processed_three_times_twice_concurrently_fires_once_with_on
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(kept.matched_trigger_ids, vec![trigger.id.0]);
+    assert_eq!(kept.matched_trigger_ids, vec![trigger.id]);
     let other = events::get(&pool, t, "evt_demo_0002")
         .await
         .unwrap()
@@ -140,7 +145,7 @@ async fn the_sample_message_fires_the_demo_trigger_and_get_event_shows_it(pool: 
         demo,
         TriggerId(uuid::Uuid::parse_str("0190f0a0-0000-7000-8000-0000000000f1").unwrap()),
         &parsed.spec,
-        1000,
+        (&TriggerLimits::default()).into(),
     )
     .await
     .unwrap();
@@ -148,7 +153,7 @@ async fn the_sample_message_fires_the_demo_trigger_and_get_event_shows_it(pool: 
     let evaluator = stack.evaluator();
     let event: aws_lambda_events::sqs::SqsEvent =
         serde_json::from_value(sample("evaluate-events")).unwrap();
-    let response = process_batch(&evaluator, event, evaluate::CONCURRENCY, Evaluator::handle).await;
+    let response = process_batch(&evaluator, event, evaluate::CONCURRENCY, evaluate::handle).await;
     assert!(failures(response).is_empty());
 
     let answer = call(
@@ -178,7 +183,10 @@ async fn the_sample_message_fires_the_demo_trigger_and_get_event_shows_it(pool: 
         triggeriq::pipeline::messages::DeliveryMessage::parse(message[0].body().unwrap()).unwrap();
     assert_eq!(delivery.tenant_id, demo);
     assert_eq!(delivery.url, "https://hooks.example.com/triggeriq");
-    assert_eq!((delivery.generation, delivery.attempt), (1, 1));
+    assert_eq!(
+        (delivery.key.generation, delivery.attempt),
+        (Generation::FIRST, 1)
+    );
 }
 
 #[sqlx::test(migrator = "triggeriq::MIGRATOR")]
@@ -198,20 +206,25 @@ async fn a_delivery_that_missed_the_queue_after_the_commit_is_queued_by_the_rede
     .await;
     // The deliveries queue is unreachable for the first evaluation.
     let mut broken = stack.evaluate_config();
-    broken.deliveries_queue_url = format!("{}/123456789012/no-such-queue", super::moto::endpoint());
+    broken.deliveries_queue_url = format!(
+        "{}/123456789012/no-such-queue",
+        triggeriq::testing::moto::endpoint()
+    );
     let failed = process_batch(
         &stack.evaluator_with(broken),
         sqs_event(&messages),
         evaluate::CONCURRENCY,
-        Evaluator::handle,
+        evaluate::handle,
     )
     .await;
     assert_eq!(failures(failed).len(), 1, "the message must come back");
-    let fired = firings::for_event(&pool, t, "p-1").await.unwrap();
+    let fired = firings::for_event(&pool, t, &EventId::new("p-1"))
+        .await
+        .unwrap();
     assert_eq!(fired.len(), 1, "the firing is committed");
     let pending = deliveries::for_firing(&pool, t, fired[0].id).await.unwrap();
     assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].status, deliveries::DeliveryStatus::Pending);
+    assert_eq!(pending[0].status, DeliveryStatus::Pending);
 
     let evaluator = stack.evaluator();
     for _ in 0..2 {
@@ -219,7 +232,7 @@ async fn a_delivery_that_missed_the_queue_after_the_commit_is_queued_by_the_rede
             &evaluator,
             sqs_event(&messages),
             evaluate::CONCURRENCY,
-            Evaluator::handle,
+            evaluate::handle,
         )
         .await;
         assert!(failures(again).is_empty());
@@ -228,7 +241,7 @@ async fn a_delivery_that_missed_the_queue_after_the_commit_is_queued_by_the_rede
     assert_eq!(queued.len(), 1, "sent once by the redelivery, not again");
     let delivery =
         triggeriq::pipeline::messages::DeliveryMessage::parse(queued[0].body().unwrap()).unwrap();
-    assert_eq!(delivery.delivery_id, pending[0].id);
+    assert_eq!(delivery.key.delivery_id, pending[0].id);
     assert_eq!(count(&pool, "SELECT count(*) FROM firings").await, 1);
 }
 
@@ -253,11 +266,11 @@ async fn a_cooldown_stops_later_events_but_never_the_redelivery_of_its_own(pool:
     let b = message_of(&stack, &b[0]).await;
     let second = evaluator.evaluate(&b).await.unwrap();
     assert!(second.fired.is_empty());
-    assert_eq!(second.cooling_down, vec![hourly.id.0]);
+    assert_eq!(second.cooling_down, vec![hourly.id]);
     let kept = events::get(&pool, t, "b").await.unwrap().unwrap();
     assert_eq!(
         kept.matched_trigger_ids,
-        vec![hourly.id.0],
+        vec![hourly.id],
         "matched, though it did not fire"
     );
 
@@ -266,7 +279,7 @@ async fn a_cooldown_stops_later_events_but_never_the_redelivery_of_its_own(pool:
     assert!(redelivered.fired.is_empty() && redelivered.cooling_down.is_empty());
     // B's redelivery gets B's answer again.
     let b_again = evaluator.evaluate(&b).await.unwrap();
-    assert_eq!(b_again.cooling_down, vec![hourly.id.0]);
+    assert_eq!(b_again.cooling_down, vec![hourly.id]);
 
     // An evaluation of C took the cooldown of another trigger and died before committing
     // its firing: C's redelivery still fires it.
@@ -283,9 +296,9 @@ async fn a_cooldown_stops_later_events_but_never_the_redelivery_of_its_own(pool:
     assert!(
         locks
             .try_acquire_for(
-                &t.to_string(),
-                &daily.id.to_string(),
-                "c",
+                t,
+                daily.id,
+                &EventId::new("c"),
                 Duration::from_secs(86_400),
                 c.received_at
             )
@@ -293,10 +306,12 @@ async fn a_cooldown_stops_later_events_but_never_the_redelivery_of_its_own(pool:
             .unwrap()
     );
     let c_result = evaluator.evaluate(&c).await.unwrap();
-    let fired_for_c = firings::for_event(&pool, t, "c").await.unwrap();
+    let fired_for_c = firings::for_event(&pool, t, &EventId::new("c"))
+        .await
+        .unwrap();
     assert_eq!(fired_for_c.len(), 1);
-    assert_eq!(fired_for_c[0].trigger_id, daily.id.0);
-    assert_eq!(c_result.cooling_down, vec![hourly.id.0]);
+    assert_eq!(fired_for_c[0].trigger.id, daily.id);
+    assert_eq!(c_result.cooling_down, vec![hourly.id]);
     assert_eq!(count(&pool, "SELECT count(*) FROM firings").await, 2);
 }
 
@@ -335,7 +350,7 @@ async fn trigger_changes_reach_the_cache_within_its_bound(pool: PgPool) {
     triggers::delete(&pool, t, trigger.id, None).await.unwrap();
     // Within the bound the compiled set may still be the old one…
     let stale = evaluator.evaluate(&by_id["k-2"]).await.unwrap();
-    assert_eq!(stale.matched, vec![trigger.id.0], "served from the cache");
+    assert_eq!(stale.matched, vec![trigger.id], "served from the cache");
     // …and after it, the revision moved and the deleted trigger is gone.
     tokio::time::sleep(Duration::from_millis(3_100)).await;
     let fresh = evaluator.evaluate(&by_id["k-3"]).await.unwrap();
@@ -367,7 +382,7 @@ async fn poison_messages_fail_on_their_own_and_the_rest_of_the_batch_passes(pool
         &stack.evaluator(),
         event,
         evaluate::CONCURRENCY,
-        Evaluator::handle,
+        evaluate::handle,
     )
     .await;
 
@@ -381,4 +396,108 @@ async fn poison_messages_fail_on_their_own_and_the_rest_of_the_batch_passes(pool
         ]
     );
     assert!(events::get(&pool, t, "fine").await.unwrap().is_some());
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn a_cloudevents_batch_is_matched_on_its_extensions_and_kept_and_delivered_as_sent(
+    pool: PgPool,
+) {
+    let stack = Stack::new(pool.clone()).await;
+    let t = stack.tenant().await;
+    stack
+        .trigger(
+            t,
+            json!({"name": "EU payments", "pattern": {"type": ["payment.failed"], "region": ["eu"]},
+                   "actions": [{"url": "https://hooks.example.com/a"}]}),
+        )
+        .await;
+    let body = r#"[{"specversion": "1.0", "id": "ce-1", "type": "payment.failed",
+                    "source": "/billing", "region": "eu", "datacontenttype": "application/json",
+                    "data": {"amount": 18446744073709551616, "exact": 1.50}},
+                   {"specversion": "1.0", "id": "ce-2", "type": "payment.failed",
+                    "source": "/billing", "region": "us"}]"#;
+    let answer = call(
+        &stack.ingest(),
+        ingest::ingest,
+        Req::new("ingest-events", t)
+            .raw_body(body)
+            .header("content-type", "application/cloudevents-batch+json"),
+    )
+    .await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    assert_eq!(answer.body["accepted"], 2, "{}", answer.body);
+
+    let evaluator = stack.evaluator();
+    let mut fired = 0;
+    for m in stack.take(&stack.events_queue, 2).await {
+        fired += evaluator
+            .evaluate(&message_of(&stack, &m).await)
+            .await
+            .unwrap()
+            .fired
+            .len();
+    }
+    assert_eq!(fired, 1, "only the event whose extension matches fires");
+
+    // The webhook body carries the event as sent: its extensions, its exact numbers.
+    let queued = stack.take(&stack.deliveries_queue, 1).await;
+    let delivery =
+        triggeriq::pipeline::messages::DeliveryMessage::parse(queued[0].body().unwrap()).unwrap();
+    let webhook = delivery.body.get();
+    for kept in [
+        r#""region":"eu""#,
+        r#""specversion":"1.0""#,
+        "18446744073709551616",
+        r#""exact": 1.50"#,
+    ] {
+        assert!(webhook.contains(kept), "{kept} in {webhook}");
+    }
+    // And so does the API.
+    let got = call(
+        &stack.reads(),
+        event_routes::get,
+        Req::new("get-event", t).id("ce-1"),
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert!(got.text.contains("18446744073709551616"), "{}", got.text);
+    assert_eq!(got.body["region"], "eu");
+    assert_eq!(got.body["datacontenttype"], "application/json");
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn an_id_reused_after_the_window_is_not_evaluated_and_the_event_says_so(pool: PgPool) {
+    let stack = Stack::new(pool.clone()).await;
+    let t = stack.tenant().await;
+    stack
+        .trigger(t, payment_trigger("https://hooks.example.com/a", None))
+        .await;
+    let first = ingested(&stack, t, json!({"id": "r-1", "type": "payment.failed"})).await;
+    let first = message_of(&stack, &first[0]).await;
+    let evaluator = stack.evaluator();
+    assert_eq!(evaluator.evaluate(&first).await.unwrap().fired.len(), 1);
+
+    // The same id, a day and an hour later: ingest no longer remembers it.
+    let later = EventMessage::new(
+        t,
+        first.received_at + chrono::Duration::hours(25),
+        first.event.clone(),
+    );
+    let outcome = evaluator.evaluate(&later).await.unwrap();
+    assert!(outcome.reused_id && outcome.fired.is_empty());
+    // Redelivered: noted once.
+    evaluator.evaluate(&later).await.unwrap();
+
+    let got = call(
+        &stack.reads(),
+        event_routes::get,
+        Req::new("get-event", t).id("r-1"),
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(
+        got.body["later_receipts"],
+        json!([{"received_at": triggeriq::event::format_time(&later.received_at), "outcome": "not_evaluated"}])
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM firings").await, 1);
 }

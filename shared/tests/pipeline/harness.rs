@@ -15,27 +15,27 @@ use axum::response::{IntoResponse, Response as AxumResponse};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use triggeriq::api::deliveries::RetryApi;
 use triggeriq::api::firings::ReadApi;
-use triggeriq::api::ingest::IngestApi;
 use triggeriq::api::signing::SigningApi;
 use triggeriq::aws::AwsClients;
-use triggeriq::consumers::deliver::{self, Deliverer};
-use triggeriq::consumers::evaluate::{self, Evaluator};
-use triggeriq::consumers::process_batch;
-use triggeriq::consumers::record::{self, Recorder};
+use triggeriq::config::pipeline::EVENT_CLAIM_THRESHOLD;
+use triggeriq::config::{
+    DeliverConfig, EvaluateConfig, IngestConfig, RecordConfig, RetryDeliveryConfig, SigningConfig,
+};
+use triggeriq::consumers::{self, process_batch};
 use triggeriq::dynamodb::{SigningSecretStore, Table};
 use triggeriq::event::EventLimits;
-use triggeriq::pipeline::config::{
-    DeliverConfig, EVENT_CLAIM_THRESHOLD, EvaluateConfig, IngestConfig, RetryDeliveryConfig,
-};
+use triggeriq::pipeline::deliver::Deliverer;
+use triggeriq::pipeline::evaluate::Evaluator;
 use triggeriq::pipeline::ingest::Ingestor;
+use triggeriq::pipeline::record::Recorder;
+use triggeriq::pipeline::redeliver::Redeliverer;
 use triggeriq::postgres::{Database, tenants, triggers};
 use triggeriq::tenant::TenantId;
+use triggeriq::testing::moto;
 use triggeriq::trigger::{BodyKind, Trigger, TriggerBody, TriggerLimits};
-use triggeriq::webhook::RetryPolicy;
-
-use super::moto;
+use triggeriq::webhook::{RetryPolicy, TargetPolicy};
+use triggeriq::wiring::Clients;
 
 pub const DEMO_TENANT: &str = "0190f0a0-0000-7000-8000-000000000001";
 
@@ -83,17 +83,28 @@ impl Stack {
             claim_check_threshold: EVENT_CLAIM_THRESHOLD,
             rate_per_second: 1000.0,
             rate_burst: 5000,
+            budget: Duration::from_secs(8),
         }
     }
 
-    pub fn ingest(&self) -> IngestApi {
+    /// The stack's clients: this test's database and moto.
+    pub fn wiring(&self) -> Clients {
+        self.wiring_with(&self.clients)
+    }
+
+    /// This test's database with other AWS clients (mocks that fail on demand).
+    pub fn wiring_with(&self, aws: &AwsClients) -> Clients {
+        Clients::new()
+            .with_database(Database::from_pool(self.pool.clone()))
+            .with_aws(aws.clone())
+    }
+
+    pub fn ingest(&self) -> Ingestor {
         self.ingest_with(&self.clients, self.ingest_config())
     }
 
-    pub fn ingest_with(&self, clients: &AwsClients, config: IngestConfig) -> IngestApi {
-        IngestApi {
-            ingestor: Ingestor::new(clients, &config),
-        }
+    pub fn ingest_with(&self, clients: &AwsClients, config: IngestConfig) -> Ingestor {
+        Ingestor::new(config, &self.wiring_with(clients)).expect("ingestor")
     }
 
     pub fn evaluate_config(&self) -> EvaluateConfig {
@@ -111,11 +122,7 @@ impl Stack {
     }
 
     pub fn evaluator_with(&self, config: EvaluateConfig) -> Evaluator {
-        Evaluator::new(
-            Database::from_pool(self.pool.clone()),
-            &self.clients,
-            &config,
-        )
+        Evaluator::new(config, &self.wiring()).expect("evaluator")
     }
 
     /// A deliverer whose retries wait `schedule` (no jitter), allowed to reach 127.0.0.1.
@@ -123,11 +130,8 @@ impl Stack {
         let config = DeliverConfig {
             table_name: self.table.clone(),
             bucket_name: self.bucket.clone(),
-            deliveries_queue_url: self.deliveries_queue.clone(),
             results_queue_url: self.results_queue.clone(),
-            dead_letter_queue_url: self.dead_letters.clone(),
-            allow_http: true,
-            allow_private_targets: true,
+            targets: TargetPolicy::local_development(),
             timeout: Duration::from_secs(15),
             retry: RetryPolicy {
                 schedule: schedule.to_vec(),
@@ -135,35 +139,34 @@ impl Stack {
                 ..RetryPolicy::default()
             },
         };
-        Deliverer::new(&self.clients, &config).expect("webhook client")
+        Deliverer::new(config, &self.wiring()).expect("deliverer")
     }
 
     pub fn recorder(&self) -> Recorder {
-        Recorder::new(Database::from_pool(self.pool.clone()))
+        let config = RecordConfig {
+            deliveries_queue_url: self.deliveries_queue.clone(),
+            results_queue_url: self.results_queue.clone(),
+        };
+        Recorder::new(config, &self.wiring()).expect("recorder")
     }
 
     pub fn reads(&self) -> ReadApi {
-        ReadApi {
-            db: Database::from_pool(self.pool.clone()),
-        }
+        ReadApi::new(&self.wiring()).expect("read routes")
     }
 
-    pub fn retry_api(&self) -> RetryApi {
-        RetryApi::new(
-            Database::from_pool(self.pool.clone()),
-            self.clients.sqs.clone(),
-            self.clients.s3.clone(),
-            &RetryDeliveryConfig {
-                bucket_name: self.bucket.clone(),
-                deliveries_queue_url: self.deliveries_queue.clone(),
-            },
-        )
+    pub fn retry_api(&self) -> Redeliverer {
+        let config = RetryDeliveryConfig {
+            bucket_name: self.bucket.clone(),
+            deliveries_queue_url: self.deliveries_queue.clone(),
+        };
+        Redeliverer::new(config, &self.wiring()).expect("redeliverer")
     }
 
     pub fn signing(&self) -> SigningApi {
-        SigningApi {
-            secrets: self.secrets(),
-        }
+        let config = SigningConfig {
+            table_name: self.table.clone(),
+        };
+        SigningApi::new(config, &self.wiring()).expect("signing route")
     }
 
     pub fn secrets(&self) -> SigningSecretStore {
@@ -177,14 +180,14 @@ impl Stack {
             .id
     }
 
-    /// A trigger from a create body (plain http targets allowed, for the local receiver).
+    /// A trigger from a create body (the local stack's targets: the receiver on 127.0.0.1).
     pub async fn trigger(&self, tenant: TenantId, body: Value) -> Trigger {
         let limits = TriggerLimits {
-            allow_http_webhooks: true,
+            webhook_targets: TargetPolicy::local_development(),
             ..TriggerLimits::default()
         };
         let parsed = TriggerBody::parse(&body, BodyKind::Create, &limits).expect("valid trigger");
-        triggers::create(&self.pool, tenant, &parsed.spec, 1000)
+        triggers::create(&self.pool, tenant, &parsed.spec, (&limits).into())
             .await
             .expect("trigger")
     }
@@ -241,32 +244,59 @@ impl Stack {
             process_batch(
                 evaluator,
                 sqs_event(&messages),
-                evaluate::CONCURRENCY,
-                Evaluator::handle,
+                consumers::evaluate::CONCURRENCY,
+                consumers::evaluate::handle,
             )
             .await,
         )
     }
 
-    /// Runs deliver-webhooks and record-deliveries until the deliveries queue stays empty.
+    /// Runs deliver-webhooks over `messages` (taken from the deliveries queue); none may fail.
+    pub async fn deliver(&self, deliverer: &Deliverer, messages: &[aws_sdk_sqs::types::Message]) {
+        let failed = failures(
+            process_batch(
+                deliverer,
+                sqs_event(messages),
+                consumers::deliver::CONCURRENCY,
+                consumers::deliver::handle,
+            )
+            .await,
+        );
+        assert!(failed.is_empty(), "deliver-webhooks failed {failed:?}");
+    }
+
+    /// Runs deliver-webhooks and record-deliveries until both their queues stay empty: attempts,
+    /// their reports, and the retries record-deliveries releases when they are due (messages
+    /// still delayed on a queue are not waited for).
     pub async fn deliver_all(&self, deliverer: &Deliverer, recorder: &Recorder) {
-        for _ in 0..20 {
-            let messages = self.take(&self.deliveries_queue, 1).await;
-            if messages.is_empty() {
+        for _ in 0..30 {
+            let messages = self.take(&self.deliveries_queue, 0).await;
+            if !messages.is_empty() {
+                self.deliver(deliverer, &messages).await;
+            }
+            let recorded = self.record_now(recorder).await;
+            if messages.is_empty() && recorded == 0 {
                 break;
             }
+        }
+    }
+
+    /// Runs record-deliveries over what is on its queue now; how many messages it took.
+    pub async fn record_now(&self, recorder: &Recorder) -> usize {
+        let results = self.take(&self.results_queue, 0).await;
+        if !results.is_empty() {
             let failed = failures(
                 process_batch(
-                    deliverer,
-                    sqs_event(&messages),
-                    deliver::CONCURRENCY,
-                    Deliverer::handle,
+                    recorder,
+                    sqs_event(&results),
+                    consumers::record::CONCURRENCY,
+                    consumers::record::handle,
                 )
                 .await,
             );
-            assert!(failed.is_empty(), "deliver-webhooks failed {failed:?}");
-            self.record_all(recorder).await;
+            assert!(failed.is_empty(), "record-deliveries failed {failed:?}");
         }
+        results.len()
     }
 
     /// Runs record-deliveries over every result now on its queue.
@@ -279,8 +309,8 @@ impl Stack {
             process_batch(
                 recorder,
                 sqs_event(&results),
-                record::CONCURRENCY,
-                Recorder::handle,
+                consumers::record::CONCURRENCY,
+                consumers::record::handle,
             )
             .await,
         );
@@ -340,7 +370,7 @@ pub fn failures(response: aws_lambda_events::sqs::SqsBatchResponse) -> Vec<Strin
 
 // ------------------------------------------------------------------ routes
 
-pub use super::requests::{Req, call, sample};
+pub use triggeriq::testing::requests::{Req, call, sample};
 
 // ------------------------------------------------------------------ receiver
 
@@ -373,7 +403,8 @@ struct ReceiverState {
 }
 
 /// A webhook receiver on 127.0.0.1. `/hook` answers the scripted statuses in turn, then 204;
-/// `/gone` answers 410, `/error` always 500, `/busy` 503 with `Retry-After: 120`. Unverifiable webhooks get 401.
+/// `/gone` answers 410, `/error` always 500, `/busy` 503 with `Retry-After: 120`, `/nul` 200
+/// with NUL bytes in its body. Unverifiable webhooks get 401.
 pub struct Receiver {
     pub address: SocketAddr,
     secrets: Arc<Mutex<Vec<String>>>,
@@ -452,6 +483,8 @@ async fn receive(
         )
             .into_response(),
         "/error" => (StatusCode::INTERNAL_SERVER_ERROR, "database is down").into_response(),
+        // What Postgres cannot store: NUL bytes, and other control characters.
+        "/nul" => (StatusCode::OK, "ok\0\0 \x1b[31mred\x7f").into_response(),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }

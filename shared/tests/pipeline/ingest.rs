@@ -10,14 +10,16 @@ use aws_sdk_sqs::types::SendMessageBatchResultEntry;
 use aws_sdk_sqs::types::error::RequestThrottled;
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use aws_smithy_types::error::ErrorMetadata;
-use chrono::Utc;
+use chrono::{SubsecRound as _, Utc};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use triggeriq::api::ingest;
-use triggeriq::aws::AwsClients;
+use triggeriq::aws::{AwsClients, AwsOptions};
 use triggeriq::dynamodb::{Claim, IdempotencyStore, Table};
+use triggeriq::event::EventId;
 use triggeriq::pipeline::messages::EventMessage;
 use triggeriq::s3::ClaimCheck;
+use triggeriq::testing::faults::dynamodb_failing;
 
 use super::harness::{Req, Stack, call};
 
@@ -55,7 +57,7 @@ async fn the_sample_batch_is_accepted_and_every_event_is_on_the_queue(pool: PgPo
         let inner = claims.unwrap(message.body().unwrap()).await.unwrap();
         let event = EventMessage::parse(&inner).unwrap();
         assert_eq!(event.tenant_id, t);
-        ids.push(event.event.id);
+        ids.push(event.event.id.to_string());
     }
     ids.sort();
     assert_eq!(ids, ["evt_demo_0001", "evt_demo_0002"]);
@@ -100,7 +102,7 @@ async fn invalid_events_are_rejected_with_their_paths_and_the_others_accepted(po
     let mixed = json!({"events": [
         {"id": "ok-1", "type": "a"},
         {"id": "bad-1", "time": "yesterday"},
-        {"type": "b", "colour": "red"}
+        {"type": "b", "Colour": "red"}
     ]});
     let answer = call(
         &api,
@@ -122,7 +124,7 @@ async fn invalid_events_are_rejected_with_their_paths_and_the_others_accepted(po
     assert_eq!(paths, ["$.events[1].type", "$.events[1].time"]);
     assert_eq!(
         answer.body["events"][2]["errors"][0]["path"],
-        "$.events[2].colour"
+        "$.events[2].Colour"
     );
 
     // Nothing valid at all: a validation problem listing everything.
@@ -270,7 +272,7 @@ async fn an_event_without_id_or_time_gets_a_uuid_v7_and_the_receipt_time(pool: P
         .await
         .unwrap();
     let message = EventMessage::parse(&inner).unwrap();
-    assert_eq!(message.event.id, id);
+    assert_eq!(message.event.id.as_str(), id);
     assert_eq!(message.event.time, message.received_at);
     assert!(message.received_at >= before - chrono::Duration::milliseconds(1));
 }
@@ -362,7 +364,7 @@ async fn sqs_failing_mid_batch_rejects_exactly_those_events_and_releases_their_c
     let day = Duration::from_secs(86_400);
     for i in [0, 9, 20, 24] {
         let claim = store
-            .claim(&t.to_string(), &format!("e{i}"), day, Utc::now())
+            .claim(t, &EventId::new(format!("e{i}")), day, Utc::now())
             .await
             .unwrap();
         assert!(matches!(claim, Claim::Duplicate { .. }), "e{i}: {claim:?}");
@@ -405,8 +407,219 @@ async fn sqs_failing_mid_batch_rejects_exactly_those_events_and_releases_their_c
     assert_eq!(refused.header("retry-after"), Some("1"));
     assert_eq!(refused.error_paths(), ["$.events[0]", "$.events[1]"]);
     let again = store
-        .claim(&t.to_string(), "z-1", day, Utc::now())
+        .claim(t, &EventId::new("z-1"), day, Utc::now())
         .await
         .unwrap();
     assert!(matches!(again, Claim::Claimed(_)), "{again:?}");
+}
+
+// ------------------------------------------------------------------ never lost, never a false duplicate
+
+/// The ids of the events now on the events queue (taken off it).
+async fn queued_ids(stack: &Stack, expected: usize) -> Vec<String> {
+    let claims = ClaimCheck::new(stack.clients.s3.clone(), &stack.bucket);
+    let mut ids = Vec::new();
+    for message in stack.take(&stack.events_queue, expected).await {
+        let inner = claims.unwrap(message.body().unwrap()).await.unwrap();
+        ids.push(EventMessage::parse(&inner).unwrap().event.id.to_string());
+    }
+    ids.sort();
+    ids
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn a_retry_after_a_crash_between_claim_and_send_is_queued_not_called_a_duplicate(
+    pool: PgPool,
+) {
+    let stack = Stack::new(pool).await;
+    let t = stack.tenant().await;
+    // A first request claimed the event, then died (or is still running) before SQS answered.
+    let store = IdempotencyStore::new(Table::new(stack.clients.dynamodb.clone(), &stack.table));
+    let first_receipt = Utc::now() - chrono::Duration::seconds(3);
+    let claim = store
+        .claim(
+            t,
+            &EventId::new("crash-1"),
+            Duration::from_secs(86_400),
+            first_receipt,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(claim, Claim::Claimed(_)));
+
+    let retry = call(
+        &stack.ingest(),
+        ingest::ingest,
+        Req::new("ingest-events", t).body(&batch(["crash-1".into()])),
+    )
+    .await;
+
+    assert_eq!(retry.status, 202, "{}", retry.body);
+    assert_eq!(statuses(&retry.body), ["accepted"]);
+    let messages = stack.take(&stack.events_queue, 1).await;
+    assert_eq!(messages.len(), 1, "the retry put the event on the queue");
+    let inner = ClaimCheck::new(stack.clients.s3.clone(), &stack.bucket)
+        .unwrap(messages[0].body().unwrap())
+        .await
+        .unwrap();
+    let message = EventMessage::parse(&inner).unwrap();
+    assert_eq!(
+        message.received_at,
+        first_receipt.trunc_subsecs(6),
+        "sent again as the same event: received when it was first claimed"
+    );
+    // Now it is queued: the next repeat is a duplicate.
+    let again = call(
+        &stack.ingest(),
+        ingest::ingest,
+        Req::new("ingest-events", t).body(&batch(["crash-1".into()])),
+    )
+    .await;
+    assert_eq!(statuses(&again.body), ["duplicate"]);
+    assert!(stack.take(&stack.events_queue, 0).await.is_empty());
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn an_unreleased_claim_of_an_unqueued_event_does_not_turn_its_retry_into_a_duplicate(
+    pool: PgPool,
+) {
+    let stack = Stack::new(pool).await;
+    let t = stack.tenant().await;
+    // SQS refuses every send; DynamoDB claims work but every release (DeleteItem) fails.
+    let refused = mock!(aws_sdk_sqs::Client::send_message_batch).then_error(|| {
+        SendMessageBatchError::RequestThrottled(
+            RequestThrottled::builder()
+                .message("Rate exceeded")
+                .meta(ErrorMetadata::builder().code("RequestThrottled").build())
+                .build(),
+        )
+    });
+    let sqs = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&refused], |c| c
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1)));
+    let (dynamodb, failing_delete) = dynamodb_failing(&stack.clients.dynamodb, "DeleteItem");
+    let faulty = AwsClients {
+        sqs: sqs.into(),
+        dynamodb: dynamodb.into(),
+        ..stack.clients.clone()
+    };
+    let down = call(
+        &stack.ingest_with(&faulty, stack.ingest_config()),
+        ingest::ingest,
+        Req::new("ingest-events", t).body(&batch(["lost-1".into()])),
+    )
+    .await;
+    assert_eq!(down.status, 503, "{}", down.body);
+    assert!(
+        failing_delete.calls() >= 1,
+        "the release was tried and failed"
+    );
+
+    // The claim is still there, pending: the client's retry is sent, not called a duplicate.
+    let retry = call(
+        &stack.ingest(),
+        ingest::ingest,
+        Req::new("ingest-events", t).body(&batch(["lost-1".into()])),
+    )
+    .await;
+    assert_eq!(statuses(&retry.body), ["accepted"], "{}", retry.body);
+    assert_eq!(queued_ids(&stack, 1).await, ["lost-1"]);
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn an_sqs_answer_that_never_comes_leaves_the_event_retryable_and_its_retry_queued(
+    pool: PgPool,
+) {
+    let stack = Stack::new(pool).await;
+    let t = stack.tenant().await;
+    // An SQS endpoint that takes the request and never answers: past the request's budget,
+    // the send may or may not have happened.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            held.push(connection);
+        }
+    });
+    let faulty = AwsClients {
+        sqs: triggeriq::aws::sqs_client(&triggeriq::aws::sdk_config(&AwsOptions::emulator(
+            endpoint,
+        )))
+        .into(),
+        ..stack.clients.clone()
+    };
+    let mut config = stack.ingest_config();
+    config.budget = Duration::from_millis(300);
+    let answer = call(
+        &stack.ingest_with(&faulty, config),
+        ingest::ingest,
+        Req::new("ingest-events", t).body(&batch(["slow-1".into(), "slow-2".into()])),
+    )
+    .await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(answer.header("retry-after"), Some("1"));
+    let message = answer.body["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("send it again"), "{}", answer.body);
+
+    let retry = call(
+        &stack.ingest(),
+        ingest::ingest,
+        Req::new("ingest-events", t).body(&batch(["slow-1".into(), "slow-2".into()])),
+    )
+    .await;
+    assert_eq!(
+        statuses(&retry.body),
+        ["accepted", "accepted"],
+        "{}",
+        retry.body
+    );
+    assert_eq!(queued_ids(&stack, 2).await, ["slow-1", "slow-2"]);
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn a_queued_mark_that_fails_leaves_the_event_accepted_and_its_retry_sent_again(pool: PgPool) {
+    let stack = Stack::new(pool).await;
+    let t = stack.tenant().await;
+    let (dynamodb, failing_mark) = dynamodb_failing(&stack.clients.dynamodb, "BatchWriteItem");
+    let faulty = AwsClients {
+        dynamodb: dynamodb.into(),
+        ..stack.clients.clone()
+    };
+    let first = call(
+        &stack.ingest_with(&faulty, stack.ingest_config()),
+        ingest::ingest,
+        Req::new("ingest-events", t).body(&batch(["mark-1".into()])),
+    )
+    .await;
+    assert_eq!(statuses(&first.body), ["accepted"], "{}", first.body);
+    assert!(failing_mark.calls() >= 1);
+    // Not marked queued: a retry sends it again rather than trusting an unconfirmed claim.
+    let retry = call(
+        &stack.ingest(),
+        ingest::ingest,
+        Req::new("ingest-events", t).body(&batch(["mark-1".into()])),
+    )
+    .await;
+    assert_eq!(statuses(&retry.body), ["accepted"]);
+    assert_eq!(queued_ids(&stack, 2).await, ["mark-1", "mark-1"]);
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn a_large_event_with_the_longest_non_ascii_id_goes_through_s3_and_arrives(pool: PgPool) {
+    let stack = Stack::new(pool).await;
+    let t = stack.tenant().await;
+    // 256 characters of four bytes each: 1 KiB of id, 3 KiB percent-encoded.
+    let id = "\u{1F600}".repeat(256);
+    let event = json!({"id": id, "type": "blob.uploaded", "data": {"blob": "x".repeat(300_000)}});
+    let answer = call(
+        &stack.ingest(),
+        ingest::ingest,
+        Req::new("ingest-events", t).body(&event),
+    )
+    .await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    assert_eq!(statuses(&answer.body), ["accepted"]);
+    assert_eq!(queued_ids(&stack, 1).await, [id]);
 }

@@ -223,6 +223,20 @@ async fn another_tenants_events_firings_and_deliveries_answer_404(pool: PgPool) 
     assert_eq!(pending.status, 409);
 }
 
+/// The secrets that sign the tenant's webhooks now, current first.
+async fn active_secrets(stack: &Stack, t: TenantId) -> Vec<String> {
+    stack
+        .secrets()
+        .get(t)
+        .await
+        .unwrap()
+        .expect("the tenant's secrets")
+        .active(Utc::now())
+        .iter()
+        .map(|s| s.expose().to_owned())
+        .collect()
+}
+
 #[sqlx::test(migrator = "triggeriq::MIGRATOR")]
 async fn rotating_the_signing_secret_returns_a_new_one_and_keeps_the_old_for_a_day(pool: PgPool) {
     let stack = Stack::new(pool).await;
@@ -245,16 +259,7 @@ async fn rotating_the_signing_secret_returns_a_new_one_and_keeps_the_old_for_a_d
     .unwrap();
     let hours = (until.with_timezone(&Utc) - Utc::now()).num_minutes() as f64 / 60.0;
     assert!((23.9..=24.0).contains(&hours), "{hours}");
-    let active: Vec<String> = stack
-        .secrets()
-        .get(&t.to_string())
-        .await
-        .unwrap()
-        .unwrap()
-        .active(Utc::now())
-        .iter()
-        .map(|s| s.expose().to_owned())
-        .collect();
+    let active = active_secrets(&stack, t).await;
     assert_eq!(active, [s2, s1]);
     let unauthenticated = {
         let mut req = Req::new("rotate-signing-secret", t);
@@ -264,4 +269,37 @@ async fn rotating_the_signing_secret_returns_a_new_one_and_keeps_the_old_for_a_d
         call(&api, signing::rotate, req).await
     };
     assert_eq!(unauthenticated.status, 401);
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn a_rotation_that_would_end_a_replaced_secret_early_answers_409_with_when_to_retry(
+    pool: PgPool,
+) {
+    let stack = Stack::new(pool).await;
+    let t = stack.tenant().await;
+    let api = stack.signing();
+    let mut shown = Vec::new();
+    // The first rotation makes the first secret; the next four each replace one, which keeps
+    // signing for its 24 hours: four replaced secrets, the most that sign at once.
+    for _ in 0..5 {
+        let rotated = call(&api, signing::rotate, Req::new("rotate-signing-secret", t)).await;
+        assert_eq!(rotated.status, 200, "{}", rotated.body);
+        shown.push(rotated.body["secret"].as_str().unwrap().to_owned());
+    }
+    let refused = call(&api, signing::rotate, Req::new("rotate-signing-secret", t)).await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    let wait: i64 = refused
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!((23 * 3600..=24 * 3600).contains(&wait), "{wait}");
+    let detail = refused.body["detail"].as_str().unwrap();
+    assert!(detail.contains("next rotation is possible at"), "{detail}");
+    // Every secret a rotation showed still signs: none was cut short.
+    let active = active_secrets(&stack, t).await;
+    assert_eq!(active.len(), 5);
+    for secret in &shown {
+        assert!(active.contains(secret), "{secret} stopped early");
+    }
 }

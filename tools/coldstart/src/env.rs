@@ -1,11 +1,12 @@
 //! The environment a bootstrap starts with: what Lambda sets, plus the function's own variables
-//! from `template.yaml`, with every endpoint (database, AWS, IMDS) pointed at the trap listener so
-//! that a network call during init is seen instead of leaving the machine.
+//! from `template.yaml` (read by the local stack's template reader, `triggeriq_local::template`,
+//! the one reader of the template), with every endpoint (database, AWS, IMDS) pointed at the
+//! trap listener so that a network call during init is seen instead of leaving the machine.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::Context as _;
-use serde_yaml_ng::Value;
+use triggeriq_local::intrinsic::{ResolveError, ResourceLookup};
 
 /// What the template says about one function.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -20,113 +21,92 @@ pub struct TemplateFunction {
     pub log_level: Option<String>,
 }
 
-/// A parsed SAM template.
+impl TemplateFunction {
+    /// The value the function starts with for variable `name`.
+    pub fn variable(&self, name: &str) -> Option<&str> {
+        self.variables
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A SAM template, as the local stack reads it.
 pub struct Template {
-    doc: Value,
+    inner: triggeriq_local::template::Template,
+}
+
+/// The stack name the template is read with: it only shows in resource names no function sees.
+const STACK: &str = "coldstart";
+
+/// What a resource reference resolves to here: a marker that [`stand_in`] replaces according to
+/// the variable's name (no resource exists, and the function must not reach one).
+struct Unprovisioned;
+
+const RESOURCE_MARKER: &str = "\u{0}coldstart-resource";
+
+impl ResourceLookup for Unprovisioned {
+    fn resource(&self, id: &str, _attribute: Option<&str>) -> Option<String> {
+        Some(format!("{RESOURCE_MARKER}:{id}"))
+    }
 }
 
 impl Template {
     /// Reads and parses `path`.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("parsing {}", path.display()))
+        let inner = triggeriq_local::template::Template::load(path, STACK, &BTreeMap::new())?;
+        Ok(Self { inner })
     }
 
-    /// Parses template text (CloudFormation tags such as `!Ref` are kept as tagged values).
+    /// Parses template text (CloudFormation tags such as `!Ref` are understood).
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        Ok(Self {
-            doc: serde_yaml_ng::from_str(text)?,
-        })
+        let inner = triggeriq_local::template::Template::parse(text, STACK, &BTreeMap::new())?;
+        Ok(Self { inner })
     }
 
     /// The function whose `Metadata.BuildProperties.Binary` is `binary`, if the template has one.
     pub fn function(&self, binary: &str, trap_port: u16) -> Option<TemplateFunction> {
-        let resources = self.doc.get("Resources")?.as_mapping()?;
-        let properties = resources.values().find_map(|resource| {
-            let is_function =
-                resource.get("Type").and_then(Value::as_str) == Some("AWS::Serverless::Function");
-            let name = resource
-                .get("Metadata")
-                .and_then(|m| m.get("BuildProperties"))
-                .and_then(|b| b.get("Binary"))
-                .and_then(Value::as_str);
-            (is_function && name == Some(binary)).then(|| resource.get("Properties"))
-        })?;
-        let globals = self.doc.get("Globals").and_then(|g| g.get("Function"));
-        let setting = |key: &str| {
-            properties
-                .and_then(|p| p.get(key))
-                .or_else(|| globals.and_then(|g| g.get(key)))
-        };
-        let mut variables: Vec<(String, String)> = Vec::new();
-        for source in [globals, properties] {
-            let Some(vars) = source
-                .and_then(|s| s.get("Environment"))
-                .and_then(|e| e.get("Variables"))
-                .and_then(Value::as_mapping)
-            else {
-                continue;
-            };
-            for (name, value) in vars {
-                let Some(name) = name.as_str() else { continue };
-                let value = self.dummy_value(name, value, trap_port);
-                variables.retain(|(n, _)| n != name);
-                variables.push((name.to_owned(), value));
-            }
-        }
-        let logging = |key: &str| {
-            setting("LoggingConfig")
-                .and_then(|l| l.get(key))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
+        let function = self.inner.function_running(binary)?;
+        let variables = self
+            .inner
+            .variables(function, &Unprovisioned)
+            .into_iter()
+            .map(|(name, resolved)| {
+                let value = stand_in(&name, resolved, trap_port);
+                (name, value)
+            })
+            .collect();
         Some(TemplateFunction {
             variables,
-            memory_mb: setting("MemorySize").and_then(Value::as_u64).unwrap_or(128),
-            log_format: logging("LogFormat"),
-            log_level: logging("ApplicationLogLevel"),
+            memory_mb: function.memory_mb,
+            log_format: function.log_format.clone(),
+            log_level: function.log_level.clone(),
         })
     }
+}
 
-    /// A value to start the function with: the template's literal, a parameter's default, or a
-    /// dummy. Database and queue endpoints always go to the trap.
-    fn dummy_value(&self, name: &str, value: &Value, trap_port: u16) -> String {
-        let slug = name.to_ascii_lowercase().replace('_', "-");
-        match name {
-            "DB_HOST" => return "127.0.0.1".to_owned(),
-            "DB_PORT" => return trap_port.to_string(),
-            _ => {}
-        }
-        match value {
-            Value::String(s) => return s.clone(),
-            Value::Number(n) => return n.to_string(),
-            Value::Bool(b) => return b.to_string(),
-            _ => {}
-        }
-        if name.ends_with("_URL") {
-            return format!("http://127.0.0.1:{trap_port}/123456789012/coldstart-{slug}");
-        }
-        if name.ends_with("_ARN") {
-            return format!("arn:aws:sqs:us-east-1:123456789012:coldstart-{slug}");
-        }
-        if let Value::Tagged(tagged) = value
-            && tagged.tag.to_string().trim_start_matches('!') == "Ref"
-            && let Some(parameter) = tagged.value.as_str()
-            && let Some(default) = self
-                .doc
-                .get("Parameters")
-                .and_then(|p| p.get(parameter))
-                .and_then(|p| p.get("Default"))
-        {
-            match default {
-                Value::String(s) if !s.is_empty() => return s.clone(),
-                Value::Number(n) => return n.to_string(),
-                _ => {}
-            }
-        }
-        format!("coldstart-{slug}")
+/// A value to start the function with: the template's literal or a parameter's value, unless the
+/// variable names the database (always the trap) or refers to a resource, which gets a dummy by
+/// the variable's name (queue URLs on the trap) — as does a value that cannot be resolved.
+fn stand_in(name: &str, resolved: Result<String, ResolveError>, trap_port: u16) -> String {
+    match name {
+        "DB_HOST" => return "127.0.0.1".to_owned(),
+        "DB_PORT" => return trap_port.to_string(),
+        _ => {}
     }
+    if let Ok(value) = &resolved
+        && !value.contains(RESOURCE_MARKER)
+    {
+        return value.clone();
+    }
+    let slug = name.to_ascii_lowercase().replace('_', "-");
+    if name.ends_with("_URL") {
+        return format!("http://127.0.0.1:{trap_port}/123456789012/coldstart-{slug}");
+    }
+    if name.ends_with("_ARN") {
+        return format!("arn:aws:sqs:us-east-1:123456789012:coldstart-{slug}");
+    }
+    format!("coldstart-{slug}")
 }
 
 /// Everything Lambda itself sets for a provided.al2023 function, with fake credentials and every
@@ -226,6 +206,12 @@ Resources:
     Type: AWS::Serverless::Function
     Metadata:
       BuildProperties: {Binary: fn-b}
+  FnC:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildProperties: {Binary: fn-c}
+    Properties:
+      LoggingConfig: {LogGroup: !Ref Queue, ApplicationLogLevel: DEBUG}
 "#;
 
     #[test]
@@ -234,12 +220,7 @@ Resources:
         let f = template.function("fn-a", 4000).expect("fn-a is declared");
         assert_eq!(f.memory_mb, 512);
         assert_eq!(f.log_format.as_deref(), Some("JSON"));
-        let get = |name: &str| {
-            f.variables
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-        };
+        let get = |name: &str| f.variable(name);
         assert_eq!(get("SHARED"), Some("yes"));
         assert_eq!(get("DB_HOST"), Some("127.0.0.1"));
         assert_eq!(get("DB_PORT"), Some("4000"));
@@ -255,6 +236,32 @@ Resources:
         let b = template.function("fn-b", 4000).expect("fn-b is declared");
         assert_eq!(b.memory_mb, 256);
         assert_eq!(b.variables, vec![("SHARED".to_owned(), "yes".to_owned())]);
-        assert!(template.function("fn-c", 4000).is_none());
+        // SAM merges a function's LoggingConfig with the Globals' key by key.
+        let c = template.function("fn-c", 4000).expect("fn-c is declared");
+        assert_eq!(c.log_format.as_deref(), Some("JSON"));
+        assert_eq!(c.log_level.as_deref(), Some("DEBUG"));
+        assert!(template.function("fn-d", 4000).is_none());
+    }
+
+    /// The repository's template reads as a whole (the local stack's reader refuses what it
+    /// cannot follow), and resources resolve to the trap or to dummies, never to an address.
+    #[test]
+    fn the_repository_template_gives_each_function_trap_endpoints() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml"));
+        let template = Template::load(path).expect("template.yaml loads");
+        let f = template
+            .function("evaluate-events", 4000)
+            .expect("evaluate-events is declared");
+        let get = |name: &str| f.variable(name);
+        assert_eq!(get("DB_HOST"), Some("127.0.0.1"));
+        assert_eq!(get("DB_PORT"), Some("4000"));
+        assert_eq!(get("DB_NAME"), Some("triggeriq"));
+        assert_eq!(
+            get("DELIVERIES_QUEUE_URL"),
+            Some("http://127.0.0.1:4000/123456789012/coldstart-deliveries-queue-url")
+        );
+        assert_eq!(get("TABLE_NAME"), Some("coldstart-table-name"));
+        assert_eq!(f.log_format.as_deref(), Some("JSON"));
+        assert!(f.memory_mb >= 128);
     }
 }

@@ -1,0 +1,318 @@
+//! Evaluate: match each event against its tenant's triggers, record firings and their
+//! deliveries in Postgres, keep the event, and put the deliveries on their queue.
+//!
+//! # Order of work for one event, and why
+//!
+//! 1. Match against the tenant's compiled triggers (cached, see [`TriggerCache`]).
+//! 2. Read which of the matched triggers already fired on this event: a redelivered message
+//!    must not fire them again, nor take their cooldown again.
+//! 3. For each matched trigger that has not fired and has a cooldown, take the cooldown lock
+//!    ([`CooldownLock::try_acquire_for`]) *before* writing the firing, in the event's receipt
+//!    time and on the event's behalf. A refused lock means the trigger is cooling down and
+//!    does not fire. Because the lock is owned by the event and timed by its receipt, a
+//!    redelivery of the same event gets the same answer: a first evaluation that took the
+//!    lock and died before committing is granted the lock again and fires (the firing is not
+//!    lost to its own lock), and one that was refused is refused again. Taking the lock after
+//!    the commit instead would record firings the cooldown should have stopped.
+//! 4. One transaction: keep the event (once), insert each firing under
+//!    `UNIQUE (trigger_id, event_id)` with `ON CONFLICT DO NOTHING RETURNING` (of concurrent
+//!    evaluations of one event exactly one inserts), and the firing's deliveries, one per
+//!    enabled webhook action, claimed for enqueueing.
+//! 5. After the commit, send the new deliveries; then, for firings that already existed, the
+//!    deliveries that never reached the queue and whose claim is stale (their sender died
+//!    between commit and send). A failed send releases the claim and fails the message, so
+//!    its redelivery sends them; a fresh claim belongs to a concurrent evaluation, which
+//!    sends them itself. So a delivery is queued once, and never lost.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound as _, Utc};
+use futures::StreamExt as _;
+
+use super::StageError;
+use super::messages::EventMessage;
+use super::outbox::{Outbox, Outgoing};
+use super::trigger_cache::{CompiledTrigger, TriggerCache};
+use crate::config::EvaluateConfig;
+use crate::config::pipeline::{DELIVERY_BODY_THRESHOLD, EVENT_CLAIM_THRESHOLD};
+use crate::delivery::{DeliveryKey, NewDelivery};
+use crate::dynamodb::{CooldownLock, Table};
+use crate::event::Event;
+use crate::firing::{FiredTrigger, Firing, WebhookPayload};
+use crate::ids::{DeliveryId, FiringId, Generation, TenantId, TriggerId};
+use crate::postgres::{Database, deliveries, events, firings};
+use crate::s3::ClaimCheck;
+use crate::sqs::SqsSender;
+use crate::trigger::Condition;
+use crate::wiring::{Clients, InitError};
+
+/// Cooldown locks taken at once for one event.
+const LOCK_CONCURRENCY: usize = 8;
+
+/// What became of one event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Evaluation {
+    /// Every enabled trigger whose pattern matched.
+    pub matched: Vec<TriggerId>,
+    /// Firings this evaluation recorded.
+    pub fired: Vec<FiringId>,
+    /// Matched triggers that did not fire because their cooldown was running.
+    pub cooling_down: Vec<TriggerId>,
+    /// Delivery messages this evaluation put on the queue.
+    pub enqueued: usize,
+    /// The event id was already kept from another receipt (reused after the idempotency
+    /// window): not evaluated again.
+    pub reused_id: bool,
+}
+
+/// What evaluate-events needs, built once per container.
+pub struct Evaluator {
+    pub db: Database,
+    pub cache: TriggerCache,
+    cooldowns: CooldownLock,
+    claims: ClaimCheck,
+    outbox: Outbox,
+    /// A delivery claimed for enqueueing longer ago than this, and still not on the queue, is
+    /// sent by the next evaluation of its event (2 minutes: twice the function's timeout).
+    pub stale_claim_after: Duration,
+}
+
+impl Evaluator {
+    /// Every client on first use: an event that matches no trigger needs none of them.
+    pub fn new(config: EvaluateConfig, clients: &Clients) -> Result<Self, InitError> {
+        let aws = clients.aws()?;
+        let table = Table::new(aws.dynamodb.clone(), &config.table_name);
+        Ok(Self {
+            db: clients.database()?,
+            cache: TriggerCache::new(config.trigger_cache_max_age),
+            cooldowns: CooldownLock::new(table),
+            claims: ClaimCheck::new(aws.s3.clone(), &config.bucket_name)
+                .with_threshold(EVENT_CLAIM_THRESHOLD),
+            outbox: Outbox::new(
+                ClaimCheck::new(aws.s3.clone(), &config.bucket_name)
+                    .with_threshold(DELIVERY_BODY_THRESHOLD),
+                SqsSender::new(aws.sqs.clone()),
+                &config.deliveries_queue_url,
+            ),
+            stale_claim_after: Duration::from_secs(120),
+        })
+    }
+
+    /// One events-queue message: out of its claim-check envelope, read, evaluated.
+    pub async fn process(&self, body: &str) -> Result<Evaluation, StageError> {
+        let inner = self.claims.unwrap(body).await?;
+        let message = EventMessage::parse(&inner)?;
+        let evaluation = self.evaluate(&message).await?;
+        tracing::info!(
+            tenant_id = %message.tenant_id,
+            event_id = %message.event.id,
+            matched = evaluation.matched.len(),
+            fired = evaluation.fired.len(),
+            cooling_down = evaluation.cooling_down.len(),
+            enqueued = evaluation.enqueued,
+            "event evaluated"
+        );
+        Ok(evaluation)
+    }
+
+    /// Evaluates one event (see the module documentation for the order of work).
+    pub async fn evaluate(&self, message: &EventMessage) -> Result<Evaluation, StageError> {
+        let tenant = message.tenant_id;
+        let event = &message.event;
+        let pool = self.db.pool().await?;
+        let Some(compiled) = self.cache.get(pool, tenant).await? else {
+            return Err(StageError::poison(format!(
+                "tenant {tenant} does not exist"
+            )));
+        };
+        let bytes = serde_json::to_vec(event).map_err(StageError::poison)?;
+        let matched = compiled.matching(&bytes).map_err(StageError::poison)?;
+        let mut evaluation = Evaluation {
+            matched: matched.iter().map(|t| t.id).collect(),
+            ..Evaluation::default()
+        };
+
+        if let Some(kept) = events::received_at(pool, tenant, &event.id).await?
+            && kept != message.received_at
+        {
+            tracing::warn!(%tenant, event_id = %event.id, first_received_at = %kept,
+                "event id reused after the idempotency window; not evaluated again");
+            // Said where the client can see it: GET /v1/events/{id} lists this receipt.
+            events::note_reuse(pool, tenant, &event.id, message.received_at).await?;
+            evaluation.reused_id = true;
+            return Ok(evaluation);
+        }
+        let existing = firings::for_event(pool, tenant, &event.id).await?;
+        let already: HashSet<TriggerId> = existing.iter().map(|f| f.trigger.id).collect();
+        let candidates: Vec<&CompiledTrigger> = matched
+            .iter()
+            .copied()
+            .filter(|t| !already.contains(&t.id))
+            .filter(|t| matches!(t.condition, Condition::Every))
+            .collect();
+        let allowed = self
+            .take_cooldowns(
+                tenant,
+                event,
+                message.received_at,
+                candidates,
+                &mut evaluation,
+            )
+            .await?;
+
+        let fresh = self
+            .record_firings(tenant, message, &evaluation.matched, allowed)
+            .await?;
+        evaluation.fired = fresh.iter().map(|(f, _)| f.id).collect();
+
+        let mut outgoing: Vec<(Outgoing, WebhookPayload)> = Vec::new();
+        for (firing, new) in &fresh {
+            for d in new {
+                outgoing.push((
+                    Outgoing {
+                        key: DeliveryKey {
+                            delivery_id: d.id,
+                            firing_id: firing.id,
+                            trigger_id: firing.trigger.id,
+                            action_id: d.action_id,
+                            generation: Generation::FIRST,
+                        },
+                        url: d.url.clone(),
+                    },
+                    WebhookPayload::for_firing(firing, event, message.received_at),
+                ));
+            }
+        }
+        if !existing.is_empty() {
+            let stale_before = Utc::now()
+                - chrono::Duration::from_std(self.stale_claim_after)
+                    .unwrap_or(chrono::Duration::minutes(2));
+            let ids: Vec<FiringId> = existing.iter().map(|f| f.id).collect();
+            let unsent = deliveries::claim_unsent(pool, tenant, &ids, stale_before).await?;
+            for d in unsent {
+                let Some(firing) = existing.iter().find(|f| f.id == d.firing_id) else {
+                    continue;
+                };
+                tracing::info!(delivery_id = %d.id, "sending a delivery its first evaluation did not send");
+                outgoing.push((
+                    Outgoing {
+                        key: d.key(),
+                        url: d.url,
+                    },
+                    WebhookPayload::for_firing(firing, event, message.received_at),
+                ));
+            }
+        }
+        if outgoing.is_empty() {
+            return Ok(evaluation);
+        }
+
+        let results = self.outbox.send(tenant, outgoing).await;
+        let (sent, failed): (Vec<_>, Vec<_>) = results.into_iter().partition(|(_, r)| r.is_ok());
+        let sent: Vec<DeliveryId> = sent.into_iter().map(|(id, _)| id).collect();
+        evaluation.enqueued = sent.len();
+        if let Err(e) = deliveries::mark_enqueued(pool, tenant, &sent).await {
+            // They are on the queue; only the bookkeeping lags, and the claim stays fresh.
+            tracing::warn!(error = %crate::error_chain(&e), "could not note deliveries as enqueued");
+        }
+        if failed.is_empty() {
+            return Ok(evaluation);
+        }
+        let failed_ids: Vec<DeliveryId> = failed.iter().map(|(id, _)| *id).collect();
+        for (id, error) in &failed {
+            tracing::warn!(delivery_id = %id, error = error.as_ref().err().map(String::as_str).unwrap_or(""), "delivery not queued");
+        }
+        deliveries::release_claims(pool, tenant, &failed_ids).await?;
+        Err(StageError::Transient(anyhow::anyhow!(
+            "{} of the event's deliveries could not be queued; the event will be evaluated again",
+            failed_ids.len()
+        )))
+    }
+
+    /// Step 4: keeps the event and records the firings of `allowed` with their deliveries,
+    /// in one transaction; answers the firings this call inserted.
+    async fn record_firings(
+        &self,
+        tenant: TenantId,
+        message: &EventMessage,
+        matched: &[TriggerId],
+        allowed: Vec<&CompiledTrigger>,
+    ) -> Result<Vec<(Firing, Vec<NewDelivery>)>, StageError> {
+        let event = &message.event;
+        let matched_at = Utc::now().trunc_subsecs(6);
+        let mut fresh = Vec::new();
+        let mut tx = self.db.pool().await?.begin().await?;
+        events::insert(&mut tx, tenant, event, message.received_at, matched).await?;
+        for trigger in allowed {
+            let firing = Firing {
+                id: FiringId::new(),
+                trigger: FiredTrigger {
+                    id: trigger.id,
+                    name: trigger.name.clone(),
+                    version: trigger.version,
+                },
+                event_id: event.id.clone(),
+                matched_at,
+                reasons: serde_json::json!([]),
+            };
+            if !firings::insert(&mut tx, tenant, &firing).await? {
+                // A concurrent evaluation of this event fired it and sends its deliveries.
+                continue;
+            }
+            let new: Vec<NewDelivery> = trigger
+                .actions
+                .iter()
+                .map(|a| NewDelivery {
+                    id: DeliveryId::new(),
+                    action_id: a.id,
+                    url: a.url.as_str().to_owned(),
+                })
+                .collect();
+            deliveries::insert_claimed(&mut tx, tenant, firing.id, trigger.id, &new).await?;
+            fresh.push((firing, new));
+        }
+        tx.commit().await?;
+        Ok(fresh)
+    }
+
+    /// The candidates whose cooldown (if any) lets them fire now.
+    async fn take_cooldowns<'t>(
+        &self,
+        tenant: TenantId,
+        event: &Event,
+        received_at: DateTime<Utc>,
+        candidates: Vec<&'t CompiledTrigger>,
+        evaluation: &mut Evaluation,
+    ) -> Result<Vec<&'t CompiledTrigger>, StageError> {
+        // Futures collected first: a stream holding the closure would make the handler's
+        // future `Send` only for one lifetime, which the Lambda runtime cannot use.
+        let lookups: Vec<_> = candidates
+            .into_iter()
+            .map(|trigger| async move {
+                let decision = match trigger.cooldown {
+                    None => Ok(true),
+                    Some(cooldown) => {
+                        self.cooldowns
+                            .try_acquire_for(tenant, trigger.id, &event.id, cooldown, received_at)
+                            .await
+                    }
+                };
+                (trigger, decision)
+            })
+            .collect();
+        let decisions: Vec<(&CompiledTrigger, Result<bool, crate::dynamodb::DynamoError>)> =
+            futures::stream::iter(lookups)
+                .buffered(LOCK_CONCURRENCY)
+                .collect()
+                .await;
+        let mut allowed = Vec::with_capacity(decisions.len());
+        for (trigger, decision) in decisions {
+            match decision? {
+                true => allowed.push(trigger),
+                false => evaluation.cooling_down.push(trigger.id),
+            }
+        }
+        Ok(allowed)
+    }
+}
