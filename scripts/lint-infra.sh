@@ -25,7 +25,7 @@ fi
 wanted=$(sha256sum "$requirements")
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; then
   echo "==> installing the linters from $requirements"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements" || exit 1
+  "$venv/bin/python" -m pip install --quiet --no-cache-dir --disable-pip-version-check -r "$requirements" || exit 1
   echo "$wanted" >"$stamp"
 fi
 PATH="$(cd "$venv/bin" && pwd):$PATH"

@@ -46,7 +46,7 @@ python="${PYTHON:-python3}"
 serve() {
   if ! "$python" -c 'import moto.moto_server.werkzeug_app' 2>/dev/null; then
     echo "installing $moto_spec" >&2
-    "$python" -m pip install --quiet "$moto_spec" >&2
+    "$python" -m pip install --quiet --no-cache-dir "$moto_spec" >&2
   fi
   export MOTO_PORT="$port"
   exec "$python" - "$port" <<'PY'

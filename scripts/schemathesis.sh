@@ -19,7 +19,7 @@ venv=.venv
 spec="schemathesis==4.32.5"
 if ! "$venv/bin/python" -m pip show schemathesis 2>/dev/null | grep -q '^Version: 4.32.5$'; then
   echo "==> installing $spec"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$spec"
+  "$venv/bin/python" -m pip install --quiet --no-cache-dir --disable-pip-version-check "$spec"
 fi
 report=$(mktemp -d)
 root=$(pwd)

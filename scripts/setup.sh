@@ -36,7 +36,7 @@ if [[ ! -x "$venv/bin/python" ]]; then
 fi
 if [[ "$(cat "$stamp" 2>/dev/null)" != "${PY_PACKAGES[*]}" ]]; then
   say "installing ${PY_PACKAGES[*]}"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
+  "$venv/bin/python" -m pip install --quiet --no-cache-dir --disable-pip-version-check "${PY_PACKAGES[@]}"
   echo "${PY_PACKAGES[*]}" >"$stamp"
 fi
 
