@@ -1,3 +1,6 @@
+//! `GET /v1/signing-secret`: the tenant's current webhook signing secret (made now if the tenant
+//! has none yet, so the answer is always one receivers can verify with).
+//!
 //! `POST /v1/signing-secret/rotate`: a new webhook signing secret for the tenant, shown once.
 //! Webhooks are signed with the new secret and, for 24 hours, with the ones it replaced too,
 //! so receivers can switch at their own pace (see [`crate::dynamodb::signing_secrets`]). At most
@@ -15,7 +18,7 @@ use crate::dynamodb::{Rotation, SigningSecretStore, Table};
 use crate::event::rfc3339_micros;
 use crate::wiring::{Clients, InitError};
 
-/// What the rotation route needs, built once per container.
+/// What the signing-secret routes need, built once per container.
 pub struct SigningApi {
     pub secrets: SigningSecretStore,
 }
@@ -40,6 +43,55 @@ pub struct RotatedSecret {
     /// Until when webhooks also carry signatures of the secrets this rotation replaced.
     #[serde(with = "rfc3339_micros")]
     pub previous_secrets_valid_until: DateTime<Utc>,
+}
+
+/// The answer to a read of the current secret.
+#[derive(Debug, Serialize)]
+pub struct CurrentSecret {
+    /// The `whsec_…` secret webhooks are signed with first.
+    pub secret: String,
+    /// When it was made (whole seconds: the store keeps no more).
+    #[serde(with = "rfc3339_micros")]
+    pub created_at: DateTime<Utc>,
+    /// While secrets it replaced still sign too: until when the last of them does. Absent
+    /// when webhooks carry only this secret's signature.
+    #[serde(with = "optional_time", skip_serializing_if = "Option::is_none")]
+    pub previous_secrets_valid_until: Option<DateTime<Utc>>,
+}
+
+mod optional_time {
+    use chrono::{DateTime, Utc};
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => crate::event::rfc3339_micros::serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// `GET /v1/signing-secret`. A tenant created before `tenant create` made its first secret,
+/// that has sent no webhook yet, gets it made here (the same `get_or_create` deliver-webhooks
+/// uses), so the answer is always the secret webhooks will be signed with.
+pub async fn get(api: &SigningApi, req: Request) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant(&req)?;
+    let now = Utc::now().trunc_subsecs(0);
+    let secrets = api.secrets.get_or_create(tenant, now).await?;
+    let previous_secrets_valid_until = secrets
+        .previous
+        .iter()
+        .map(|p| p.expires_at)
+        .filter(|expires| *expires > now)
+        .max();
+    Ok(json(
+        StatusCode::OK,
+        &CurrentSecret {
+            secret: secrets.current.expose().to_owned(),
+            created_at: secrets.current_since,
+            previous_secrets_valid_until,
+        },
+    ))
 }
 
 /// `POST /v1/signing-secret/rotate`

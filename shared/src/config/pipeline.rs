@@ -254,7 +254,7 @@ impl RetryDeliveryConfig {
     }
 }
 
-/// Settings of rotate-signing-secret.
+/// Settings of get-signing-secret and rotate-signing-secret.
 #[derive(Debug, Clone)]
 pub struct SigningConfig {
     /// `TABLE_NAME`: signing secrets.

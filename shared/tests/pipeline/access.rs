@@ -6,7 +6,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use triggeriq::api::routes::{self, ROUTES, Route};
 use triggeriq::api::triggers::{self, TriggerApi};
-use triggeriq::api::{ApiError, Gate, firings};
+use triggeriq::api::{ApiError, Gate, firings, signing};
 use triggeriq::config::{ApiConfig, RouteRate, ThrottleConfig};
 use triggeriq::dynamodb::{RateDecision, RateLimit, RateLimiter, Table};
 use triggeriq::pipeline::throttle::{RouteClass, Throttle};
@@ -398,4 +398,41 @@ async fn the_limit_fails_closed_when_its_table_does_not_answer(pool: PgPool) {
     assert_eq!(down.status, 503, "{}", down.body);
     assert_eq!(down.header("retry-after"), Some("1"));
     assert!(failing.calls() >= 1);
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn only_an_admin_key_reads_the_signing_secret(pool: PgPool) {
+    let stack = Stack::new(pool).await;
+    let api = stack.signing();
+    let t = stack.tenant().await;
+    let get = ungated_limits(route("get-signing-secret"));
+    for scopes in ["read", "ingest", "read ingest"] {
+        let refused = call_gated(
+            &get,
+            &api,
+            signing::get,
+            Req::new("get-signing-secret", t).scopes(scopes),
+        )
+        .await;
+        assert_eq!(refused.status, 403, "{scopes}: {}", refused.body);
+        assert_eq!(
+            refused.body["type"],
+            "https://triggeriq.dev/problems/missing-scope"
+        );
+        assert!(refused.text.find("whsec_").is_none(), "{}", refused.text);
+    }
+    assert!(
+        stack.secrets().get(t).await.expect("read").is_none(),
+        "a refused request made no secret"
+    );
+    let shown = call_gated(
+        &get,
+        &api,
+        signing::get,
+        Req::new("get-signing-secret", t).scopes("admin"),
+    )
+    .await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    let stored = stack.secrets().get(t).await.expect("read").expect("made");
+    assert_eq!(shown.body["secret"], stored.current.expose());
 }

@@ -1055,3 +1055,95 @@ async fn retry_delivery_refuses_while_the_action_is_disabled_or_gone(pool: PgPoo
     assert_eq!(gone.status, 409, "{}", gone.body);
     assert!(gone.body["detail"].as_str().unwrap().contains("deleted"));
 }
+
+// ------------------------------------------------------------------ GET /v1/signing-secret
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn the_secret_get_signing_secret_shows_is_the_one_that_signs_the_tenants_webhooks(
+    pool: PgPool,
+) {
+    let stack = Stack::new(pool.clone()).await;
+    let receiver = Receiver::start(&[]).await;
+    let t = stack.tenant().await;
+    stack
+        .trigger(
+            t,
+            json!({"name": "Payment failed", "pattern": {"type": ["payment.failed"]},
+                   "actions": [{"url": receiver.url("/hook")}]}),
+        )
+        .await;
+    // A tenant without a secret yet (made before tenant create made one) gets it made now.
+    assert!(stack.secrets().get(t).await.expect("read").is_none());
+    let shown = call(
+        &stack.signing(),
+        signing::get,
+        Req::new("get-signing-secret", t),
+    )
+    .await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    let secret = shown.body["secret"].as_str().expect("secret").to_owned();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    assert!(
+        shown.body.get("previous_secrets_valid_until").is_none(),
+        "no replaced secret signs: {}",
+        shown.body
+    );
+    let stored = stack.secrets().get(t).await.expect("read").expect("made");
+    assert_eq!(stored.current.expose(), secret);
+    // Reading again shows the same secret: a read never replaces it.
+    let again = call(
+        &stack.signing(),
+        signing::get,
+        Req::new("get-signing-secret", t),
+    )
+    .await;
+    assert_eq!(again.body["secret"], secret.as_str());
+    assert_eq!(again.body["created_at"], shown.body["created_at"]);
+
+    receiver.trust(&secret);
+    fire(
+        &stack,
+        t,
+        json!({"id": "pay-get", "type": "payment.failed", "data": {"amount": 7}}),
+    )
+    .await;
+    stack
+        .deliver_all(&stack.deliverer(&[NOW]), &stack.recorder())
+        .await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 1);
+    assert!(received[0].verified, "signed with the secret GET showed");
+    assert_eq!(
+        received[0].header("webhook-signature").split(' ').count(),
+        1,
+        "one secret, one signature"
+    );
+
+    // After a rotation GET shows the new secret and until when the replaced one signs too.
+    let rotated = call(
+        &stack.signing(),
+        signing::rotate,
+        Req::new("rotate-signing-secret", t),
+    )
+    .await;
+    let after = call(
+        &stack.signing(),
+        signing::get,
+        Req::new("get-signing-secret", t),
+    )
+    .await;
+    assert_eq!(after.status, 200, "{}", after.body);
+    assert_eq!(after.body["secret"], rotated.body["secret"]);
+    assert_ne!(after.body["secret"], secret.as_str());
+    let until = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(
+            v["previous_secrets_valid_until"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{v}")),
+        )
+        .expect("a time")
+        .timestamp()
+    };
+    // The rotation answers with microseconds, the store keeps seconds.
+    assert_eq!(until(&after.body), until(&rotated.body));
+}
