@@ -1,9 +1,12 @@
-//! Tenant, API-key and database administration, straight against Postgres.
+//! Tenant, API-key and database administration, straight against Postgres (and DynamoDB for a
+//! new tenant's first webhook signing secret).
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
+use triggeriq::aws::{AwsOptions, dynamodb_client, load_operator_sdk_config};
+use triggeriq::dynamodb::{SigningSecretStore, Table};
 use triggeriq::postgres::{api_keys, tenants};
 use triggeriq::tenant::{Scope, Scopes, TenantId};
 use uuid::Uuid;
@@ -38,9 +41,12 @@ pub struct DbArgs {
 
 #[derive(Subcommand)]
 pub enum TenantCmd {
-    /// Create a tenant and its first API key; prints both (the key is shown only once). The
-    /// first key has every scope unless --scope says otherwise: it is the tenant's
-    /// administrator's key, which makes the narrower keys for producers and dashboards.
+    /// Create a tenant, its first API key and its first webhook signing secret; prints them (the
+    /// key is shown only once). The first key has every scope unless --scope says otherwise: it
+    /// is the tenant's administrator's key, which makes the narrower keys for producers and
+    /// dashboards. The signing secret is made in the stack's DynamoDB table (TABLE_NAME, with
+    /// the usual AWS configuration: AWS_REGION, credentials or a profile, AWS_ENDPOINT_URL for
+    /// an emulator); without TABLE_NAME the tenant is created without one.
     Create {
         name: String,
         #[command(flatten)]
@@ -55,6 +61,9 @@ pub enum TenantCmd {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// The stack's DynamoDB table, where the tenant's signing secret is made.
+        #[arg(long, env = "TABLE_NAME")]
+        table_name: Option<String>,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -133,6 +142,15 @@ async fn connect(db: &DbArgs) -> anyhow::Result<PgPool> {
         .context("cannot connect to Postgres (is DATABASE_URL right and the server running?)")
 }
 
+/// The tenant's first webhook signing secret, made in `table` (or the one it has, should a
+/// previous attempt have made it).
+async fn first_signing_secret(table: &str, tenant: TenantId) -> anyhow::Result<String> {
+    let config = load_operator_sdk_config(&AwsOptions::from_env()).await;
+    let store = SigningSecretStore::new(Table::new(dynamodb_client(&config), table));
+    let secrets = store.get_or_create(tenant, chrono::Utc::now()).await?;
+    Ok(secrets.current.expose().to_owned())
+}
+
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
@@ -146,6 +164,7 @@ pub async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
             id,
             api_key,
             json,
+            table_name,
             db,
         } => {
             let scopes = scopes.or(Scopes::ALL)?;
@@ -191,20 +210,50 @@ pub async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
                     (key_id, key.plain)
                 }
             };
+            // Made before the commit: if DynamoDB fails, nothing is created and the command can
+            // simply be run again (a secret left behind by a failed commit belongs to no one).
+            let secret = match table_name.as_deref().filter(|t| !t.is_empty()) {
+                Some(table) => Some(first_signing_secret(table, tenant.id).await.with_context(
+                    || {
+                        format!(
+                            "creating the tenant's first signing secret in DynamoDB table \
+                             {table}; nothing was created (unset TABLE_NAME to create the \
+                             tenant without one)"
+                        )
+                    },
+                )?),
+                None => None,
+            };
             tx.commit().await?;
             if json {
                 print_json(&serde_json::json!({
                     "tenant_id": tenant.id, "name": tenant.name, "api_key_id": key_id,
-                    "api_key": key, "scopes": scopes
-                }))
+                    "api_key": key, "scopes": scopes, "signing_secret": secret
+                }))?;
             } else {
-                println!("tenant_id  {}", tenant.id);
-                println!("api_key_id {key_id}");
-                println!("api_key    {key}");
-                println!("scopes     {scopes}");
+                println!("tenant_id      {}", tenant.id);
+                println!("api_key_id     {key_id}");
+                println!("api_key        {key}");
+                println!("scopes         {scopes}");
+                if let Some(secret) = &secret {
+                    println!("signing_secret {secret}");
+                }
                 eprintln!("Keep the key now: it cannot be shown again.");
-                Ok(())
             }
+            match secret {
+                Some(_) => eprintln!(
+                    "Configure the signing secret in your webhook receivers: every webhook is \
+                     signed with it (Standard Webhooks). Admin keys can read it again with \
+                     GET /v1/signing-secret."
+                ),
+                None => eprintln!(
+                    "No signing secret was created: TABLE_NAME is not set, so DynamoDB is not \
+                     configured. Get the tenant's secret with an admin key, GET \
+                     /v1/signing-secret (or a new one with POST /v1/signing-secret/rotate), and \
+                     configure it in your webhook receivers."
+                ),
+            }
+            Ok(())
         }
         TenantCmd::List { json, db } => {
             let all = tenants::list(&connect(&db).await?).await?;

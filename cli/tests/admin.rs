@@ -4,8 +4,10 @@ use std::process::Command;
 
 use serde_json::Value;
 use sqlx::PgPool;
+use triggeriq::dynamodb::SigningSecretStore;
 use triggeriq::postgres::api_keys;
 use triggeriq::tenant::{Scope, Scopes, TenantId};
+use triggeriq::testing::moto;
 
 /// The URL of the test's own database (sqlx::test made it from DATABASE_URL).
 fn url_of(pool: &PgPool) -> String {
@@ -23,6 +25,28 @@ fn triggeriq(pool: &PgPool, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_triggeriq"))
         .args(args)
         .env("DATABASE_URL", url_of(pool))
+        .env_remove("TABLE_NAME")
+        .output()
+        .expect("run triggeriq");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `triggeriq` with the stack's table in moto: TABLE_NAME, the emulator's endpoint and dummy
+/// credentials, as an operator's shell (or `make dev`'s) would set them.
+fn triggeriq_with_table(pool: &PgPool, table: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_triggeriq"))
+        .args(args)
+        .env("DATABASE_URL", url_of(pool))
+        .env("TABLE_NAME", table)
+        .env("AWS_ENDPOINT_URL", moto::endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_PROFILE")
         .output()
         .expect("run triggeriq");
     (
@@ -295,4 +319,88 @@ async fn a_suspended_tenants_keys_stop_working_until_it_is_resumed(pool: PgPool)
     let (ok, _, err) = triggeriq(&pool, &["tenant", "resume", "not-a-uuid"]);
     assert!(!ok);
     assert!(err.contains("invalid value"), "{err}");
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn tenant_create_makes_and_prints_the_first_signing_secret_once(pool: PgPool) {
+    let clients = moto::clients().await;
+    let table = moto::table(&clients).await;
+    let store = SigningSecretStore::new(table.clone());
+
+    let (ok, out, err) =
+        triggeriq_with_table(&pool, table.name(), &["tenant", "create", "Acme", "--json"]);
+    assert!(ok, "{err}");
+    let created = json(&out);
+    let secret = created["signing_secret"]
+        .as_str()
+        .expect("a signing secret");
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let tenant = TenantId::parse(created["tenant_id"].as_str().expect("id")).expect("uuid");
+    let stored = store
+        .get(tenant)
+        .await
+        .expect("read")
+        .expect("stored for the tenant");
+    assert_eq!(stored.current.expose(), secret);
+    assert!(stored.previous.is_empty());
+    assert!(err.contains("receivers"), "says to configure it: {err}");
+
+    // The text output shows it next to the key, once.
+    let (ok, out, err) = triggeriq_with_table(&pool, table.name(), &["tenant", "create", "Beta"]);
+    assert!(ok, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("signing_secret"))
+        .unwrap_or_else(|| panic!("no signing_secret line: {out}"));
+    let shown = line.split_whitespace().nth(1).expect("the secret");
+    assert!(shown.starts_with("whsec_"), "{line}");
+    assert_eq!(out.matches("whsec_").count(), 1, "{out}");
+    assert!(out.contains("api_key "), "{out}");
+    let beta = out
+        .lines()
+        .find_map(|l| l.strip_prefix("tenant_id"))
+        .map(|id| TenantId::parse(id.trim()).expect("uuid"))
+        .expect("tenant_id line");
+    let stored = store.get(beta).await.expect("read").expect("stored");
+    assert_eq!(stored.current.expose(), shown);
+    assert_ne!(shown, secret, "each tenant its own secret");
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn without_table_name_tenant_create_says_no_secret_was_made_and_still_creates_the_tenant(
+    pool: PgPool,
+) {
+    let (ok, out, err) = triggeriq(&pool, &["tenant", "create", "Acme", "--json"]);
+    assert!(ok, "{err}");
+    let created = json(&out);
+    assert!(created["signing_secret"].is_null(), "{out}");
+    assert!(
+        err.contains("No signing secret was created")
+            && err.contains("TABLE_NAME")
+            && err.contains("GET /v1/signing-secret"),
+        "{err}"
+    );
+    let key = created["api_key"].as_str().expect("key");
+    assert!(
+        api_keys::authenticate(&pool, key)
+            .await
+            .expect("query")
+            .is_some()
+    );
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn when_dynamodb_fails_tenant_create_creates_nothing(pool: PgPool) {
+    let missing = moto::unique("no-such-table");
+    let (ok, out, err) =
+        triggeriq_with_table(&pool, &missing, &["tenant", "create", "Acme", "--json"]);
+    assert!(!ok, "created without its secret: {out}");
+    assert!(err.contains("nothing was created"), "{err}");
+    let (ok, out, _) = triggeriq(&pool, &["tenant", "list", "--json"]);
+    assert!(ok);
+    assert_eq!(
+        json(&out),
+        serde_json::json!([]),
+        "the tenant was rolled back"
+    );
 }

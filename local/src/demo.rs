@@ -107,6 +107,23 @@ pub async fn seed(pool: &PgPool, webhook_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Makes sure the demo tenant has a webhook signing secret in `table` (its first one, made with
+/// the tenant as `triggeriq tenant create` makes it; an existing one is left as it is).
+pub async fn seed_signing_secret(
+    dynamodb: &triggeriq::aws::Lazy<aws_sdk_dynamodb::Client>,
+    table: &str,
+) -> anyhow::Result<()> {
+    let store = triggeriq::dynamodb::SigningSecretStore::new(triggeriq::dynamodb::Table::new(
+        dynamodb.clone(),
+        table,
+    ));
+    store
+        .get_or_create(TenantId(TENANT), chrono::Utc::now())
+        .await
+        .context("making the demo tenant's signing secret")?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -141,6 +141,27 @@ pub async fn load_sdk_config(options: &AwsOptions) -> SdkConfig {
     sdk_config(options)
 }
 
+/// [`sdk_config`] for an operator's machine (the CLI): the same endpoints, region and timeouts,
+/// but credentials (and, when the environment names none, the region) from aws-config's full
+/// provider chain (environment, profiles, SSO, credential processes), which a function never
+/// needs.
+#[cfg(feature = "aws-credential-chain")]
+pub async fn load_operator_sdk_config(options: &AwsOptions) -> SdkConfig {
+    let base = sdk_config(options);
+    if options.test_credentials {
+        return base;
+    }
+    let chain = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(crate::sdk_http::http_client())
+        .load()
+        .await;
+    let region = base.region().or(chain.region()).cloned();
+    let mut builder = base.into_builder();
+    builder.set_credentials_provider(chain.credentials_provider());
+    builder.set_region(region);
+    builder.build()
+}
+
 const ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 
 /// Service-specific endpoints from the environment, as aws-config reads them:

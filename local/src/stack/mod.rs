@@ -154,7 +154,7 @@ async fn serve(args: &DevArgs, watch: &mut Option<Watch>) -> anyhow::Result<Stri
     migrate(&pool).await?;
     let receiver_url = format!("http://{}:{}", args.host, args.receiver_port);
     if args.demo {
-        seed_demo(&pool, &receiver_url).await?;
+        seed_demo(&pool, &receiver_url, &template, &clients).await?;
     }
     pool.close().await;
 
@@ -393,9 +393,20 @@ async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Step 5 (`--demo`): the demo tenant, key and trigger, posting to the demo receiver.
-async fn seed_demo(pool: &PgPool, receiver_url: &str) -> anyhow::Result<()> {
-    demo::seed(pool, &format!("{receiver_url}/hooks/{}", demo::TENANT)).await
+/// Step 5 (`--demo`): the demo tenant, key and trigger, posting to the demo receiver, and the
+/// tenant's first signing secret (made with the tenant, as `triggeriq tenant create` does, not
+/// by its first webhook).
+async fn seed_demo(
+    pool: &PgPool,
+    receiver_url: &str,
+    template: &Template,
+    clients: &AwsClients,
+) -> anyhow::Result<()> {
+    demo::seed(pool, &format!("{receiver_url}/hooks/{}", demo::TENANT)).await?;
+    if let Some(table) = template.tables.values().next() {
+        demo::seed_signing_secret(&clients.dynamodb, &table.name).await?;
+    }
+    Ok(())
 }
 
 /// The pass-through proxy in front of moto that wakes a queue's pollers when a message is
