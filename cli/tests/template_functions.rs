@@ -6,6 +6,11 @@
 //! function also needs its `Errors` and `Throttles` alarms: a function nobody hears fail is
 //! almost as bad as a missing one. The check lists every disagreement by name, so one run says
 //! everything that has to change.
+//!
+//! Least privilege on the shared DynamoDB table: every statement of a function's policies that
+//! allows DynamoDB actions on the table is limited to the item prefixes the function uses
+//! (`dynamodb:LeadingKeys`), so deliver-webhooks, which talks to tenant-chosen hosts, cannot
+//! touch idempotency claims and ingest cannot read signing secrets.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -276,6 +281,118 @@ fn reference(value: &Value) -> Option<String> {
             map.get("Ref").and_then(Value::as_str).map(str::to_owned)
         }
         _ => None,
+    }
+}
+
+#[test]
+fn every_table_statement_of_every_function_is_limited_to_its_leading_keys() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("cli/ sits inside the workspace root");
+    let template = read_template(&root.join("template.yaml")).expect("template.yaml");
+    let (checked, unscoped) = table_statements(&template);
+    assert!(
+        checked >= 10,
+        "only {checked} table statements found: is the check still reading the policies?"
+    );
+    assert!(
+        unscoped.is_empty(),
+        "statements on the table without dynamodb:LeadingKeys: {unscoped:?}"
+    );
+}
+
+#[test]
+fn a_table_statement_without_leading_keys_is_reported_by_function_and_sid() {
+    let template: Value = serde_yaml_ng::from_str(
+        "Resources:
+  ScopedFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      Policies:
+        - Statement:
+            - Sid: Buckets
+              Action: dynamodb:UpdateItem
+              Resource: !GetAtt Table.Arn
+              Condition:
+                ForAllValues:StringLike:
+                  dynamodb:LeadingKeys: [\"RATE#*\"]
+  OpenFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      Policies:
+        - Statement:
+            - Sid: Everything
+              Action: [dynamodb:GetItem, dynamodb:PutItem]
+              Resource: !GetAtt Table.Arn
+            - Sid: Objects
+              Action: s3:GetObject
+              Resource: '*'
+",
+    )
+    .expect("fixture");
+    assert_eq!(
+        table_statements(&template),
+        (2, vec!["OpenFunction/Everything".to_owned()])
+    );
+}
+
+/// (how many statements allow DynamoDB actions on the table, `function/Sid` of those without a
+/// `ForAllValues:StringLike` `dynamodb:LeadingKeys` condition).
+fn table_statements(template: &Value) -> (usize, Vec<String>) {
+    let mut checked = 0;
+    let mut unscoped = Vec::new();
+    let Some(resources) = template.get("Resources").and_then(Value::as_mapping) else {
+        return (0, unscoped);
+    };
+    for (name, resource) in resources {
+        if resource.get("Type").and_then(Value::as_str) != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let policies = resource
+            .get("Properties")
+            .and_then(|p| p.get("Policies"))
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten();
+        let statements = policies
+            .filter_map(|policy| policy.get("Statement").and_then(Value::as_sequence))
+            .flatten();
+        for statement in statements {
+            let dynamodb = one_or_many(statement.get("Action"))
+                .iter()
+                .any(|action| action.starts_with("dynamodb:"));
+            let on_table = statement.get("Resource").is_some_and(|r| {
+                matches!(r, Value::Tagged(t) if t.tag == "GetAtt"
+                    && t.value.as_str().is_some_and(|v| v.starts_with("Table.")))
+            });
+            if !(dynamodb && on_table) {
+                continue;
+            }
+            checked += 1;
+            let scoped = statement
+                .get("Condition")
+                .and_then(|c| c.get("ForAllValues:StringLike"))
+                .and_then(|c| c.get("dynamodb:LeadingKeys"))
+                .is_some();
+            if !scoped {
+                let sid = statement.get("Sid").and_then(Value::as_str).unwrap_or("?");
+                unscoped.push(format!("{}/{sid}", name.as_str().unwrap_or("?")));
+            }
+        }
+    }
+    (checked, unscoped)
+}
+
+/// An IAM `Action`: one string or a list of them.
+fn one_or_many(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(one)) => vec![one.clone()],
+        Some(Value::Sequence(many)) => many
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
