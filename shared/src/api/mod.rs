@@ -169,8 +169,9 @@ impl ApiError {
                 format!("The {missing} scope is missing"),
             )
             .with_detail(format!(
-                "This API key does not have the {missing} scope, which this route needs. \
-                         Use a key that has it (triggeriq api-key create --scope {missing})."
+                "This API key (or token) does not have the {missing} scope, which this route \
+                 needs. Use a key that has it (triggeriq api-key create --scope {missing}), or \
+                 a Cognito access token granted the resource server's .../{missing} scope."
             )),
             ApiError::Internal(_) => Problem::new(500, "internal", "Internal error").with_detail(
                 "Something went wrong on our side. Quote the request id when you contact us.",
@@ -240,16 +241,32 @@ pub fn tenant(req: &Request) -> Result<TenantId, ApiError> {
 ///   (`"ingest read"`).
 /// - A context without `scopes` grants nothing: a request never gets more than its
 ///   authorizer said.
-/// - The Cognito JWT path grants nothing yet either: INTEGRATION POINT for the Cognito work,
-///   which reads the token's scope claim here (with [`Scopes::from_context`]).
+/// - A Cognito JWT (the HTTP API's JWT authorizer, which verified it) grants the OAuth scopes
+///   of its access token, named `<resource server>/<scope>` (`triggeriq/ingest`): API Gateway
+///   lists them as `jwt.scopes`, or the token's `scope` claim holds them space-separated. Only
+///   the part after the last `/` counts, spelt exactly as a scope. An ID token has no scopes and
+///   gets none.
 pub fn scopes(req: &Request) -> Scopes {
     let Ok(authorizer) = authorizer_of(req) else {
         return Scopes::NONE;
     };
-    match authorizer.fields.get("scopes") {
-        Some(Value::String(s)) => Scopes::from_context(s),
-        _ => Scopes::NONE,
+    if let Some(Value::String(s)) = authorizer.fields.get("scopes") {
+        return Scopes::from_context(s);
     }
+    let Some(jwt) = authorizer.jwt.as_ref() else {
+        return Scopes::NONE;
+    };
+    let listed = jwt.scopes.iter().flatten().map(String::as_str);
+    let claimed = jwt
+        .claims
+        .get("scope")
+        .map(|s| s.split_ascii_whitespace())
+        .into_iter()
+        .flatten();
+    listed
+        .chain(claimed)
+        .filter_map(|oauth| oauth.rsplit('/').next()?.parse::<Scope>().ok())
+        .collect()
 }
 
 /// The tenant of a caller allowed `scope`: 401 without a tenant, 403 (problem+json naming the

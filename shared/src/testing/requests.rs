@@ -42,6 +42,13 @@ impl Req {
         }
         self
     }
+    /// The authorizer of a Cognito JWT instead of the API-key authorizer's context: the
+    /// token's `claims` and the OAuth scopes API Gateway lists (`None`: no `scopes` list).
+    pub fn jwt(mut self, claims: Value, scopes: Option<&[&str]>) -> Self {
+        self.0["requestContext"]["authorizer"] =
+            json!({"jwt": {"claims": claims, "scopes": scopes}});
+        self
+    }
     /// A JSON body (and its content type).
     pub fn body(mut self, body: &Value) -> Self {
         self.0["body"] = json!(body.to_string());

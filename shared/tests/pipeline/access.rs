@@ -2,7 +2,7 @@
 //! the per-tenant request buckets of each class of routes (429), both checked by the gate
 //! every route function serves behind (`api::serve`), before its handler.
 
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::PgPool;
 use triggeriq::api::routes::{self, ROUTES, Route};
 use triggeriq::api::triggers::{self, TriggerApi};
@@ -149,6 +149,59 @@ async fn every_route_refuses_a_key_without_its_scope_and_admits_one_with_it() {
             .scopes("ADMIN Read ingest,read,admin *")
             .build();
         assert!(gate.admit(&odd).await.is_err(), "{}", route.key);
+    }
+}
+
+#[tokio::test]
+async fn a_cognito_access_token_grants_exactly_its_oauth_scopes() {
+    let tenant = TenantId::new();
+    let claims = |extra: Value| {
+        let mut c = json!({"tenant_id": tenant.to_string(), "sub": "u1"});
+        if let (Some(c), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
+            c.extend(extra.clone());
+        }
+        c
+    };
+    let read = ungated_limits(route("get-trigger"));
+    let admin = ungated_limits(route("create-trigger"));
+    let ingest = ungated_limits(route("ingest-events"));
+    // The scopes API Gateway lists for the token.
+    let listed = || {
+        Req::new("get-trigger", tenant)
+            .jwt(
+                claims(json!({})),
+                Some(&["triggeriq/read", "triggeriq/ingest"]),
+            )
+            .build()
+    };
+    assert_eq!(read.admit(&listed()).await.expect("read"), tenant);
+    assert_eq!(ingest.admit(&listed()).await.expect("ingest"), tenant);
+    assert!(matches!(
+        admin.admit(&listed()).await,
+        Err(ApiError::MissingScope {
+            missing: Scope::Admin
+        })
+    ));
+    // The token's own `scope` claim, when API Gateway lists none.
+    let claimed = Req::new("get-trigger", tenant)
+        .jwt(
+            claims(json!({"scope": "https://api.example.com/admin"})),
+            None,
+        )
+        .build();
+    assert_eq!(admin.admit(&claimed).await.expect("admin"), tenant);
+    assert!(read.admit(&claimed).await.is_err());
+    // An ID token (no scopes) and scopes spelt otherwise grant nothing.
+    for scopes in [None, Some(&["triggeriq/READ", "read/", "triggeriq/*"][..])] {
+        let req = Req::new("get-trigger", tenant)
+            .jwt(claims(json!({})), scopes)
+            .build();
+        for gate in [&read, &admin, &ingest] {
+            assert!(
+                matches!(gate.admit(&req).await, Err(ApiError::MissingScope { .. })),
+                "{scopes:?}"
+            );
+        }
     }
 }
 
