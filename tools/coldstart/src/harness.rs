@@ -121,7 +121,16 @@ pub fn candidates(options: &Options) -> anyhow::Result<Vec<Candidate>> {
         let manifest = std::fs::read_to_string(&manifest_path)
             .with_context(|| format!("reading {}", manifest_path.display()))?;
         // API routes run lambda_http's adapter; everything else is a plain lambda_runtime loop.
-        let baseline = if manifest.contains("lambda_http") {
+        // A route's main names it through `api::serve` (which calls lambda_http), not in its
+        // manifest.
+        let main_path = options
+            .repo
+            .join("functions")
+            .join(&name)
+            .join("src/main.rs");
+        let main = std::fs::read_to_string(&main_path)
+            .with_context(|| format!("reading {}", main_path.display()))?;
+        let baseline = if manifest.contains("lambda_http") || main.contains("api::serve(") {
             HELLO_HTTP
         } else {
             HELLO_RUNTIME
