@@ -78,6 +78,14 @@ echo "==> stack ready: $(cat "$work/ready.json")"
 export TRIGGERIQ_E2E_API="http://127.0.0.1:$TRIGGERIQ_PORT"
 # What the stack started, and where (the functions' watch address is [::1] or 127.0.0.1).
 export TRIGGERIQ_E2E_READY="$work/ready.json"
+# What an operator's shell has when it creates tenants (README): the stack's table, signing key
+# and emulator, so that `tenant create` makes and seals each tenant's first signing secret.
+env_file=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["env_file"])' "$work/ready.json")
+[[ "$env_file" == /* ]] || env_file="$root/$env_file"
+set -a
+# shellcheck disable=SC1090
+source <(grep -E '^(TABLE_NAME|SIGNING_KEY_ID|AWS_[A-Z_]+)=' "$env_file")
+set +a
 # The stack's output: what `make dev` prints (the demo curl lines) and the demo receiver's lines.
 export TRIGGERIQ_E2E_LOG="$log"
 status=0

@@ -100,3 +100,37 @@ resource "aws_kms_alias" "database" {
   name          = "alias/${local.name}-database"
   target_key_id = aws_kms_key.database.key_id
 }
+
+# The webhook signing secrets' key, apart from the data key: functions seal and open the
+# secrets with it (envelope encryption, encryption context {tenant_id, purpose}), and IAM in
+# template.yaml grants kms:Decrypt to the functions that sign or show secrets and
+# kms:GenerateDataKey only to those that make them. Reading the table, a backup or an export
+# of it reveals no secret without this key.
+data "aws_iam_policy_document" "signing_key" {
+  # checkov:skip=CKV_AWS_109:A key policy's Resource "*" is this key only; the root statement hands control to IAM policies, as AWS's default key policy does.
+  # checkov:skip=CKV_AWS_111:A key policy's Resource "*" is this key only, not every resource.
+  # checkov:skip=CKV_AWS_356:A key policy's Resource "*" is this key only, not every resource.
+  statement {
+    sid       = "AccountAdministersThroughIam"
+    actions   = ["kms:*"]
+    resources = ["*"]
+
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:${local.partition}:iam::${local.account_id}:root"]
+    }
+  }
+}
+
+resource "aws_kms_key" "signing" {
+  description             = "${local.name}: webhook signing secrets (envelope encryption)"
+  enable_key_rotation     = true
+  rotation_period_in_days = 365
+  deletion_window_in_days = 30
+  policy                  = data.aws_iam_policy_document.signing_key.json
+}
+
+resource "aws_kms_alias" "signing" {
+  name          = "alias/${local.name}-signing-secrets"
+  target_key_id = aws_kms_key.signing.key_id
+}

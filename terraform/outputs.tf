@@ -36,6 +36,11 @@ output "data_kms_key_arn" {
   value       = aws_kms_key.data.arn
 }
 
+output "signing_kms_key_arn" {
+  description = "SigningKeyArn: the KMS key the webhook signing secrets are sealed with."
+  value       = aws_kms_key.signing.arn
+}
+
 output "sam_parameter_overrides" {
   description = "All of the above, for: sam deploy --parameter-overrides \"$(terraform output -raw sam_parameter_overrides)\""
   value = join(" ", [
@@ -46,6 +51,7 @@ output "sam_parameter_overrides" {
     "DbName=${var.db_name}",
     "DbUser=${var.db_app_username}",
     "DataKeyArn=${aws_kms_key.data.arn}",
+    "SigningKeyArn=${aws_kms_key.signing.arn}",
   ])
 }
 

@@ -5,8 +5,9 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use triggeriq::aws::{AwsOptions, dynamodb_client, load_operator_sdk_config};
-use triggeriq::dynamodb::{SigningSecretStore, Table};
+use triggeriq::aws::{AwsOptions, dynamodb_client, kms_client, load_operator_sdk_config};
+use triggeriq::dynamodb::{SealOutcome, SigningSecretStore, Table};
+use triggeriq::kms::Sealer;
 use triggeriq::postgres::{api_keys, tenants};
 use triggeriq::tenant::{Scope, Scopes, TenantId};
 use uuid::Uuid;
@@ -29,6 +30,39 @@ impl ScopeArgs {
             return Ok(default);
         }
         Scopes::parse_list(&self.scopes.join(",")).map_err(|e| anyhow::anyhow!("--scope: {e}"))
+    }
+}
+
+/// Where the signing secrets are: the stack's table and KMS key.
+#[derive(Args)]
+pub struct SecretArgs {
+    /// The stack's DynamoDB table, where the tenants' signing secrets are kept.
+    #[arg(long, env = "TABLE_NAME")]
+    table_name: Option<String>,
+    /// The KMS key the signing secrets are sealed with (template parameter SigningKeyArn;
+    /// terraform output signing_kms_key_arn). Required with TABLE_NAME.
+    #[arg(long, env = "SIGNING_KEY_ID")]
+    signing_key_id: Option<String>,
+}
+
+impl SecretArgs {
+    /// The store, or `None` when no table is named.
+    async fn store(&self) -> anyhow::Result<Option<(String, SigningSecretStore)>> {
+        let Some(table) = self.table_name.as_deref().filter(|t| !t.is_empty()) else {
+            return Ok(None);
+        };
+        let Some(key) = self.signing_key_id.as_deref().filter(|k| !k.is_empty()) else {
+            bail!(
+                "SIGNING_KEY_ID (or --signing-key-id) must name the KMS key the signing secrets \
+                 are sealed with when TABLE_NAME is set (terraform output signing_kms_key_arn)"
+            );
+        };
+        let config = load_operator_sdk_config(&AwsOptions::from_env()).await;
+        let store = SigningSecretStore::new(
+            Table::new(dynamodb_client(&config), table),
+            Sealer::new(kms_client(&config), key),
+        );
+        Ok(Some((table.to_owned(), store)))
     }
 }
 
@@ -61,9 +95,17 @@ pub enum TenantCmd {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
-        /// The stack's DynamoDB table, where the tenant's signing secret is made.
-        #[arg(long, env = "TABLE_NAME")]
-        table_name: Option<String>,
+        #[command(flatten)]
+        secrets: SecretArgs,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Seal every tenant's webhook signing secrets with the KMS key (secrets stored in clear
+    /// before the encryption), and make the first secret of every tenant that has none. Run
+    /// once after upgrading; safe to run again. The secrets themselves do not change.
+    SealSecrets {
+        #[command(flatten)]
+        secrets: SecretArgs,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -142,11 +184,12 @@ async fn connect(db: &DbArgs) -> anyhow::Result<PgPool> {
         .context("cannot connect to Postgres (is DATABASE_URL right and the server running?)")
 }
 
-/// The tenant's first webhook signing secret, made in `table` (or the one it has, should a
-/// previous attempt have made it).
-async fn first_signing_secret(table: &str, tenant: TenantId) -> anyhow::Result<String> {
-    let config = load_operator_sdk_config(&AwsOptions::from_env()).await;
-    let store = SigningSecretStore::new(Table::new(dynamodb_client(&config), table));
+/// The tenant's first webhook signing secret (or the one it has, should a previous attempt
+/// have made it).
+async fn first_signing_secret(
+    store: &SigningSecretStore,
+    tenant: TenantId,
+) -> anyhow::Result<String> {
     let secrets = store.get_or_create(tenant, chrono::Utc::now()).await?;
     Ok(secrets.current.expose().to_owned())
 }
@@ -164,9 +207,10 @@ pub async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
             id,
             api_key,
             json,
-            table_name,
+            secrets,
             db,
         } => {
+            let store = secrets.store().await?;
             let scopes = scopes.or(Scopes::ALL)?;
             let name = name.trim();
             if name.is_empty() || name.chars().count() > 200 {
@@ -212,16 +256,18 @@ pub async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
             };
             // Made before the commit: if DynamoDB fails, nothing is created and the command can
             // simply be run again (a secret left behind by a failed commit belongs to no one).
-            let secret = match table_name.as_deref().filter(|t| !t.is_empty()) {
-                Some(table) => Some(first_signing_secret(table, tenant.id).await.with_context(
-                    || {
-                        format!(
-                            "creating the tenant's first signing secret in DynamoDB table \
+            let secret = match &store {
+                Some((table, store)) => Some(
+                    first_signing_secret(store, tenant.id)
+                        .await
+                        .with_context(|| {
+                            format!(
+                                "creating the tenant's first signing secret in DynamoDB table \
                              {table}; nothing was created (unset TABLE_NAME to create the \
                              tenant without one)"
-                        )
-                    },
-                )?),
+                            )
+                        })?,
+                ),
                 None => None,
             };
             tx.commit().await?;
@@ -253,6 +299,30 @@ pub async fn tenant(cmd: TenantCmd) -> anyhow::Result<()> {
                      configure it in your webhook receivers."
                 ),
             }
+            Ok(())
+        }
+        TenantCmd::SealSecrets { secrets, db } => {
+            let Some((table, store)) = secrets.store().await? else {
+                bail!("TABLE_NAME (or --table-name) must name the stack's DynamoDB table");
+            };
+            let all = tenants::list(&connect(&db).await?).await?;
+            let (mut sealed, mut created, mut already) = (0, 0, 0);
+            for t in &all {
+                let outcome = store
+                    .seal_legacy(t.id, chrono::Utc::now())
+                    .await
+                    .with_context(|| format!("tenant {} in table {table}", t.id))?;
+                match outcome {
+                    SealOutcome::Sealed => sealed += 1,
+                    SealOutcome::Created => created += 1,
+                    SealOutcome::AlreadySealed => already += 1,
+                }
+            }
+            println!(
+                "{} tenants: {sealed} sealed now, {created} given their first secret, {already} \
+                 already sealed",
+                all.len()
+            );
             Ok(())
         }
         TenantCmd::List { json, db } => {

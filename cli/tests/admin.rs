@@ -2,9 +2,11 @@
 
 use std::process::Command;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 use sqlx::PgPool;
 use triggeriq::dynamodb::SigningSecretStore;
+use triggeriq::kms::Sealer;
 use triggeriq::postgres::api_keys;
 use triggeriq::tenant::{Scope, Scopes, TenantId};
 use triggeriq::testing::moto;
@@ -35,10 +37,22 @@ fn triggeriq(pool: &PgPool, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// `triggeriq` with the stack's table in moto: TABLE_NAME, the emulator's endpoint and dummy
-/// credentials, as an operator's shell (or `make dev`'s) would set them.
-fn triggeriq_with_table(pool: &PgPool, table: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_triggeriq"))
+/// `triggeriq` with the stack's table and signing key in moto: TABLE_NAME, SIGNING_KEY_ID
+/// (unless `key` is empty), the emulator's endpoint and dummy credentials, as an operator's
+/// shell (or `make dev`'s) would set them.
+fn triggeriq_with_table(
+    pool: &PgPool,
+    table: &str,
+    key: &str,
+    args: &[&str],
+) -> (bool, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_triggeriq"));
+    if key.is_empty() {
+        command.env_remove("SIGNING_KEY_ID");
+    } else {
+        command.env("SIGNING_KEY_ID", key);
+    }
+    let out = command
         .args(args)
         .env("DATABASE_URL", url_of(pool))
         .env("TABLE_NAME", table)
@@ -325,10 +339,15 @@ async fn a_suspended_tenants_keys_stop_working_until_it_is_resumed(pool: PgPool)
 async fn tenant_create_makes_and_prints_the_first_signing_secret_once(pool: PgPool) {
     let clients = moto::clients().await;
     let table = moto::table(&clients).await;
-    let store = SigningSecretStore::new(table.clone());
+    let key = moto::kms_key(&clients).await;
+    let store = SigningSecretStore::new(table.clone(), Sealer::new(clients.kms.clone(), &key));
 
-    let (ok, out, err) =
-        triggeriq_with_table(&pool, table.name(), &["tenant", "create", "Acme", "--json"]);
+    let (ok, out, err) = triggeriq_with_table(
+        &pool,
+        table.name(),
+        &key,
+        &["tenant", "create", "Acme", "--json"],
+    );
     assert!(ok, "{err}");
     let created = json(&out);
     let secret = created["signing_secret"]
@@ -346,7 +365,8 @@ async fn tenant_create_makes_and_prints_the_first_signing_secret_once(pool: PgPo
     assert!(err.contains("receivers"), "says to configure it: {err}");
 
     // The text output shows it next to the key, once.
-    let (ok, out, err) = triggeriq_with_table(&pool, table.name(), &["tenant", "create", "Beta"]);
+    let (ok, out, err) =
+        triggeriq_with_table(&pool, table.name(), &key, &["tenant", "create", "Beta"]);
     assert!(ok, "{err}");
     let line = out
         .lines()
@@ -392,8 +412,13 @@ async fn without_table_name_tenant_create_says_no_secret_was_made_and_still_crea
 #[sqlx::test(migrator = "triggeriq::MIGRATOR")]
 async fn when_dynamodb_fails_tenant_create_creates_nothing(pool: PgPool) {
     let missing = moto::unique("no-such-table");
-    let (ok, out, err) =
-        triggeriq_with_table(&pool, &missing, &["tenant", "create", "Acme", "--json"]);
+    let key = moto::kms_key(&moto::clients().await).await;
+    let (ok, out, err) = triggeriq_with_table(
+        &pool,
+        &missing,
+        &key,
+        &["tenant", "create", "Acme", "--json"],
+    );
     assert!(!ok, "created without its secret: {out}");
     assert!(err.contains("nothing was created"), "{err}");
     let (ok, out, _) = triggeriq(&pool, &["tenant", "list", "--json"]);
@@ -402,5 +427,84 @@ async fn when_dynamodb_fails_tenant_create_creates_nothing(pool: PgPool) {
         json(&out),
         serde_json::json!([]),
         "the tenant was rolled back"
+    );
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn with_a_table_but_no_signing_key_tenant_create_refuses_and_creates_nothing(pool: PgPool) {
+    let clients = moto::clients().await;
+    let table = moto::table(&clients).await;
+    let (ok, out, err) =
+        triggeriq_with_table(&pool, table.name(), "", &["tenant", "create", "Acme"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("SIGNING_KEY_ID"), "names the setting: {err}");
+    let (ok, out, _) = triggeriq(&pool, &["tenant", "list", "--json"]);
+    assert!(ok);
+    assert_eq!(json(&out), serde_json::json!([]));
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn seal_secrets_seals_clear_secrets_unchanged_and_gives_every_tenant_one(pool: PgPool) {
+    let clients = moto::clients().await;
+    let table = moto::table(&clients).await;
+    let key = moto::kms_key(&clients).await;
+    let store = SigningSecretStore::new(table.clone(), Sealer::new(clients.kms.clone(), &key));
+    let create = |name: &'static str| {
+        let pool = pool.clone();
+        async move {
+            triggeriq::postgres::tenants::create(&pool, TenantId::new(), name)
+                .await
+                .expect("tenant")
+                .id
+        }
+    };
+    // Stored in clear by an earlier version; no secret at all; already sealed.
+    let clear = create("Clear").await;
+    let legacy = triggeriq::webhook::signing::SigningSecret::generate();
+    clients
+        .dynamodb
+        .put_item()
+        .table_name(table.name())
+        .item("pk", AttributeValue::S(format!("SIGNING#{clear}")))
+        .item("sk", AttributeValue::S("SIGNING".into()))
+        .item("current", AttributeValue::S(legacy.expose().into()))
+        .item("current_since", AttributeValue::N("1700000000".into()))
+        .item("previous", AttributeValue::L(vec![]))
+        .item("version", AttributeValue::N("1".into()))
+        .send()
+        .await
+        .expect("put");
+    let none = create("None").await;
+    let sealed = create("Sealed").await;
+    let sealed_secret = store
+        .get_or_create(sealed, chrono::Utc::now())
+        .await
+        .expect("made")
+        .current;
+
+    let (ok, out, err) =
+        triggeriq_with_table(&pool, table.name(), &key, &["tenant", "seal-secrets"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("3 tenants: 1 sealed now, 1 given their first secret, 1 already sealed"),
+        "{out}"
+    );
+    for t in [clear, none, sealed] {
+        assert_eq!(store.is_clear(t).await.expect("read"), Some(false), "{t}");
+    }
+    let read = |t| {
+        let store = store.clone();
+        async move { store.get(t).await.expect("read").expect("secret").current }
+    };
+    assert_eq!(read(clear).await, legacy, "the same secret, sealed");
+    assert_eq!(read(sealed).await, sealed_secret, "left as it was");
+
+    // Again: nothing left to do.
+    let (ok, out, err) =
+        triggeriq_with_table(&pool, table.name(), &key, &["tenant", "seal-secrets"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("0 sealed now, 0 given their first secret, 3 already sealed"),
+        "{out}"
     );
 }

@@ -383,6 +383,75 @@ fn table_statements(template: &Value) -> (usize, Vec<String>) {
     (checked, unscoped)
 }
 
+#[test]
+fn only_the_functions_that_sign_or_show_secrets_use_the_signing_key_and_only_makers_encrypt() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("cli/ sits inside the workspace root");
+    let template = read_template(&root.join("template.yaml")).expect("template.yaml");
+    let expected: BTreeMap<String, Vec<String>> = [
+        ("DeliverWebhooksFunction", vec!["kms:Decrypt"]),
+        (
+            "GetSigningSecretFunction",
+            vec!["kms:Decrypt", "kms:GenerateDataKey"],
+        ),
+        (
+            "RotateSigningSecretFunction",
+            vec!["kms:Decrypt", "kms:GenerateDataKey"],
+        ),
+    ]
+    .into_iter()
+    .map(|(f, a)| (f.to_owned(), a.into_iter().map(str::to_owned).collect()))
+    .collect();
+    assert_eq!(signing_key_actions(&template), expected);
+}
+
+/// Function → the actions its policies allow on `!Ref SigningKeyArn` (sorted); every such
+/// statement must require the signing secrets' encryption-context purpose, or its actions are
+/// listed as `unconditioned:<action>`.
+fn signing_key_actions(template: &Value) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let Some(resources) = template.get("Resources").and_then(Value::as_mapping) else {
+        return out;
+    };
+    for (name, resource) in resources {
+        let statements = resource
+            .get("Properties")
+            .and_then(|p| p.get("Policies"))
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .filter_map(|policy| policy.get("Statement").and_then(Value::as_sequence))
+            .flatten();
+        for statement in statements {
+            let on_key = statement.get("Resource").is_some_and(|r| {
+                matches!(r, Value::Tagged(t) if t.tag == "Ref"
+                    && t.value.as_str() == Some("SigningKeyArn"))
+            });
+            if !on_key {
+                continue;
+            }
+            let purpose = statement
+                .get("Condition")
+                .and_then(|c| c.get("StringEquals"))
+                .and_then(|c| c.get("kms:EncryptionContext:purpose"))
+                .and_then(Value::as_str);
+            let entry = out
+                .entry(name.as_str().unwrap_or("?").to_owned())
+                .or_default();
+            for action in one_or_many(statement.get("Action")) {
+                entry.push(if purpose == Some("webhook-signing-secrets") {
+                    action
+                } else {
+                    format!("unconditioned:{action}")
+                });
+            }
+            entry.sort();
+        }
+    }
+    out
+}
+
 /// An IAM `Action`: one string or a list of them.
 fn one_or_many(value: Option<&Value>) -> Vec<String> {
     match value {

@@ -110,13 +110,14 @@ pub async fn seed(pool: &PgPool, webhook_url: &str) -> anyhow::Result<()> {
 /// Makes sure the demo tenant has a webhook signing secret in `table` (its first one, made with
 /// the tenant as `triggeriq tenant create` makes it; an existing one is left as it is).
 pub async fn seed_signing_secret(
-    dynamodb: &triggeriq::aws::Lazy<aws_sdk_dynamodb::Client>,
+    clients: &triggeriq::aws::AwsClients,
     table: &str,
+    signing_key: &str,
 ) -> anyhow::Result<()> {
-    let store = triggeriq::dynamodb::SigningSecretStore::new(triggeriq::dynamodb::Table::new(
-        dynamodb.clone(),
-        table,
-    ));
+    let store = triggeriq::dynamodb::SigningSecretStore::new(
+        triggeriq::dynamodb::Table::new(clients.dynamodb.clone(), table),
+        triggeriq::kms::Sealer::new(clients.kms.clone(), signing_key),
+    );
     store
         .get_or_create(TenantId(TENANT), chrono::Utc::now())
         .await

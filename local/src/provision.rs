@@ -2,8 +2,10 @@
 //! answers what `!Ref`/`!GetAtt` of them are locally (queue URLs, ARNs, names).
 //!
 //! Safe to run again: existing resources are kept (with their messages and items) and their
-//! attributes set to what the template says. KMS settings are left out: there is no KMS
-//! locally, and moto stores data in the clear anyway.
+//! attributes set to what the template says. The KMS settings of tables, queues and buckets are
+//! left out (moto stores data in the clear anyway); the one key the functions call themselves,
+//! the signing secrets' ([`SIGNING_KEY_ALIAS`]), is made in moto, once, under an alias, so that
+//! secrets sealed by an earlier run still open.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +20,49 @@ use triggeriq::aws::AwsClients;
 
 use crate::intrinsic::ResourceLookup;
 use crate::template::{ACCOUNT_ID, REGION, Template};
+
+pub use crate::template::SIGNING_KEY_ALIAS;
+
+/// The key behind [`SIGNING_KEY_ALIAS`], made (with the alias) if the emulator has none.
+pub async fn ensure_signing_key(clients: &AwsClients) -> anyhow::Result<()> {
+    let found = clients
+        .kms
+        .describe_key()
+        .key_id(SIGNING_KEY_ALIAS)
+        .send()
+        .await;
+    match found {
+        Ok(_) => return Ok(()),
+        Err(e) => {
+            let e = aws_sdk_kms::Error::from(e);
+            if !matches!(e, aws_sdk_kms::Error::NotFoundException(_)) {
+                return Err(anyhow::anyhow!(e).context("DescribeKey"));
+            }
+        }
+    }
+    let key = clients
+        .kms
+        .create_key()
+        .description("triggeriq local stack: webhook signing secrets")
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!(aws_sdk_kms::Error::from(e)))
+        .context("CreateKey")?;
+    let key_id = key
+        .key_metadata()
+        .map(|m| m.key_id().to_owned())
+        .context("CreateKey answered without a key")?;
+    clients
+        .kms
+        .create_alias()
+        .alias_name(SIGNING_KEY_ALIAS)
+        .target_key_id(key_id)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!(aws_sdk_kms::Error::from(e)))
+        .context("CreateAlias")?;
+    Ok(())
+}
 
 /// The local physical values of the template's resources.
 #[derive(Debug, Clone, Default)]
@@ -79,6 +124,9 @@ pub async fn provision(template: &Template, clients: &AwsClients) -> anyhow::Res
         out.add(&f.logical_id, f.name.clone(), &[("Arn", arn)]);
     }
     provision_queues(template, clients, &mut out).await?;
+    ensure_signing_key(clients)
+        .await
+        .context("the signing secrets' KMS key")?;
     for table in template.tables.values() {
         ensure_table(clients, table)
             .await

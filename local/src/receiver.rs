@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use bytes::Bytes;
 use triggeriq::dynamodb::{SigningSecretStore, Table};
+use triggeriq::kms::Sealer;
 
 use crate::log::{self, Kind, Outcome};
 
@@ -23,10 +24,13 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Reads secrets from `table`.
-    pub fn new(dynamodb: aws_sdk_dynamodb::Client, table: &str) -> Self {
+    /// Reads secrets from `table`, opening them with the KMS key `signing_key`.
+    pub fn new(clients: &triggeriq::aws::AwsClients, table: &str, signing_key: &str) -> Self {
         Self {
-            secrets: SigningSecretStore::new(Table::new(dynamodb, table)),
+            secrets: SigningSecretStore::new(
+                Table::new(clients.dynamodb.clone(), table),
+                Sealer::new(clients.kms.clone(), signing_key),
+            ),
         }
     }
 
@@ -175,15 +179,17 @@ mod tests {
         triggeriq::dynamodb::create_table(&clients.dynamodb, &table)
             .await
             .expect("table");
-        let receiver = Receiver::new((*clients.dynamodb).clone(), &table);
+        let key = triggeriq::testing::moto::kms_key(&clients).await;
+        let receiver = Receiver::new(&clients, &table, &key);
         let tenant_id = triggeriq::tenant::TenantId::new();
         let tenant = tenant_id.to_string();
         let now = chrono::Utc::now();
         let secrets = receiver
             .secrets
-            .active(tenant_id, now)
+            .get_or_create(tenant_id, now)
             .await
-            .expect("a first secret");
+            .expect("a first secret")
+            .active(now);
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -108,6 +108,7 @@ fn mocked_clients() -> AwsClients {
         .into(),
         sqs: mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&send]).into(),
         s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, []).into(),
+        kms: mock_client!(aws_sdk_kms, RuleMode::MatchAny, []).into(),
     }
 }
 

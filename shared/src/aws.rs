@@ -199,6 +199,11 @@ pub fn sqs_client(config: &SdkConfig) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(config)
 }
 
+/// A KMS client.
+pub fn kms_client(config: &SdkConfig) -> aws_sdk_kms::Client {
+    aws_sdk_kms::Client::new(config)
+}
+
 /// An S3 client: path-style addressing when an endpoint override is set.
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     let path_style =
@@ -269,6 +274,8 @@ pub struct AwsClients {
     pub dynamodb: Lazy<aws_sdk_dynamodb::Client>,
     pub sqs: Lazy<aws_sdk_sqs::Client>,
     pub s3: LazyS3,
+    /// KMS: the signing secrets' envelope encryption; always built on first use.
+    pub kms: Lazy<aws_sdk_kms::Client>,
 }
 
 impl AwsClients {
@@ -279,6 +286,7 @@ impl AwsClients {
             dynamodb: dynamodb_client(config).into(),
             sqs: sqs_client(config).into(),
             s3: lazy(config, s3_client),
+            kms: lazy(config, kms_client),
         }
     }
 
@@ -289,6 +297,7 @@ impl AwsClients {
             dynamodb: lazy(config, dynamodb_client),
             sqs: lazy(config, sqs_client),
             s3: lazy(config, s3_client),
+            kms: lazy(config, kms_client),
         }
     }
 

@@ -25,6 +25,7 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ("dynamodb", 2, "adapters"),
     ("sqs", 2, "adapters"),
     ("s3", 2, "adapters"),
+    ("kms", 2, "adapters"),
     ("wiring", 2, "adapters"),
     ("pipeline", 3, "pipeline"),
     ("api", 4, "edges"),

@@ -4,14 +4,14 @@
 //!
 //! 1. domain: [`ids`], [`event`], [`trigger`], [`tenant`], [`pattern`], [`firing`],
 //!    [`delivery`], [`webhook`], with [`json`] and [`problem`]; and [`config`], the settings;
-//! 2. adapters: [`postgres`], [`dynamodb`], [`sqs`], [`s3`], with [`aws`], [`sdk_http`],
+//! 2. adapters: [`postgres`], [`dynamodb`], [`sqs`], [`s3`], [`kms`], with [`aws`], [`sdk_http`],
 //!    [`tls`] and [`wiring`], the handles a container holds;
 //! 3. [`pipeline`]: each stage's decisions;
 //! 4. edges: [`api`], [`consumers`], [`authorizer`], which translate Lambda events into one
 //!    pipeline (or read) call and back.
 //!
 //! Adapters to outside systems sit behind cargo features so that a function compiles only
-//! what it uses: `postgres` (sqlx), `lambda` (handlers), `aws` (DynamoDB, SQS, S3, Bedrock).
+//! what it uses: `postgres` (sqlx), `lambda` (handlers), `aws` (DynamoDB, SQS, S3, KMS, Bedrock).
 
 pub mod config;
 pub mod delivery;
@@ -49,6 +49,8 @@ pub mod tls;
 pub mod aws;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
+#[cfg(feature = "aws")]
+pub mod kms;
 #[cfg(feature = "aws")]
 pub mod s3;
 #[cfg(feature = "aws")]

@@ -404,9 +404,18 @@ async fn seed_demo(
 ) -> anyhow::Result<()> {
     demo::seed(pool, &format!("{receiver_url}/hooks/{}", demo::TENANT)).await?;
     if let Some(table) = template.tables.values().next() {
-        demo::seed_signing_secret(&clients.dynamodb, &table.name).await?;
+        demo::seed_signing_secret(clients, &table.name, &signing_key(template)).await?;
     }
     Ok(())
+}
+
+/// The KMS key the functions seal signing secrets with (`SigningKeyArn`, locally an alias in
+/// moto unless `--parameter` names another).
+fn signing_key(template: &Template) -> String {
+    template
+        .parameter("SigningKeyArn")
+        .unwrap_or(provision::SIGNING_KEY_ALIAS)
+        .to_owned()
 }
 
 /// The pass-through proxy in front of moto that wakes a queue's pollers when a message is
@@ -486,7 +495,7 @@ fn serve_stand_ins(
             .next()
             .map(|t| t.name.clone())
             .context("the demo receiver reads signing secrets from the template's table, and it has none")?;
-        let router = receiver::Receiver::new((*clients.dynamodb).clone(), &table).router();
+        let router = receiver::Receiver::new(clients, &table, &signing_key(template)).router();
         tasks.spawn(async move {
             let _ = axum::serve(listener, router).await;
         });

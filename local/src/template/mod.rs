@@ -34,6 +34,10 @@ pub use self::functions::Function;
 pub use self::queues::{QueueDef, QueueMapping};
 pub use self::schedules::{ScheduleDef, ScheduleKind};
 pub use self::storage::{BucketDef, TableDef};
+
+/// The local `SigningKeyArn`: an alias the local stack makes in moto (KMS takes an alias
+/// wherever it takes a key id).
+pub const SIGNING_KEY_ALIAS: &str = "alias/triggeriq-local-signing-secrets";
 use crate::intrinsic::{Context, LogicalIds, NO_VALUE, ResolveError, scalar_string};
 
 /// The account id the local stack pretends to be (as moto does).
@@ -79,6 +83,11 @@ impl<'a> Resource<'a> {
 
 impl Template {
     /// Reads and interprets the template at `path`.
+    /// A parameter's value (as given, defaulted or made up locally), when it is a string.
+    pub fn parameter(&self, name: &str) -> Option<&str> {
+        self.parameters.get(name).and_then(Json::as_str)
+    }
+
     pub fn load(
         path: &FsPath,
         stack_name: &str,

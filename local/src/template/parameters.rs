@@ -9,8 +9,13 @@ use serde_yaml_ng::{Mapping, Value as Yaml};
 use super::{ACCOUNT_ID, REGION};
 use crate::intrinsic::{Context, LogicalIds, intrinsic};
 
-/// Parameter values: `--parameter` values, else defaults, else a placeholder; plus pseudo
-/// parameters.
+/// Parameters whose local value is not a placeholder: the signing secrets' KMS key is the alias
+/// the local stack makes in the emulator ([`super::SIGNING_KEY_ALIAS`]), since the
+/// functions really call KMS with it.
+const LOCAL_VALUES: &[(&str, &str)] = &[("SigningKeyArn", super::SIGNING_KEY_ALIAS)];
+
+/// Parameter values: `--parameter` values, else defaults, else a local value
+/// ([`LOCAL_VALUES`]), else a placeholder; plus pseudo parameters.
 pub(super) fn parameters(
     root: &Mapping,
     stack_name: &str,
@@ -35,7 +40,10 @@ pub(super) fn parameters(
                     .filter_map(|i| i.as_str().map(str::to_owned))
                     .collect::<Vec<_>>()
                     .join(","),
-                _ => format!("local-{name}"),
+                _ => LOCAL_VALUES
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or_else(|| format!("local-{name}"), |(_, v)| (*v).to_owned()),
             },
         };
         let value = if is_list {

@@ -97,6 +97,13 @@ impl From<crate::dynamodb::DynamoError> for ApiError {
     }
 }
 
+#[cfg(feature = "aws")]
+impl From<crate::dynamodb::SecretsError> for ApiError {
+    fn from(err: crate::dynamodb::SecretsError) -> Self {
+        ApiError::Internal(err.into())
+    }
+}
+
 impl ApiError {
     /// The problem document for this error. Internal errors say nothing about their cause.
     pub fn to_problem(&self) -> Problem {
@@ -414,6 +421,16 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
         Ok(text) => with_content_type(status, Body::Text(text), "application/json"),
         Err(err) => problem_response(&ApiError::Internal(err.into()), &RequestInfo::default()),
     }
+}
+
+/// A JSON response that holds a secret: `Cache-Control: no-store`, so no browser, proxy or
+/// CDN keeps a copy of it.
+pub fn secret_json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let mut response = json(status, value);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// An empty response.

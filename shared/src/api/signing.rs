@@ -12,10 +12,11 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
-use super::{ApiError, json, tenant};
+use super::{ApiError, secret_json, tenant};
 use crate::config::SigningConfig;
 use crate::dynamodb::{Rotation, SigningSecretStore, Table};
 use crate::event::rfc3339_micros;
+use crate::kms::Sealer;
 use crate::wiring::{Clients, InitError};
 
 /// What the signing-secret routes need, built once per container.
@@ -24,11 +25,14 @@ pub struct SigningApi {
 }
 
 impl SigningApi {
-    /// DynamoDB only, built now: each further SDK client costs init time.
+    /// DynamoDB and KMS, built now: every request needs both.
     pub fn new(config: SigningConfig, clients: &Clients) -> Result<Self, InitError> {
-        let dynamodb = clients.aws()?.dynamodb.clone().built();
+        let aws = clients.aws()?;
         Ok(Self {
-            secrets: SigningSecretStore::new(Table::new(dynamodb, config.table_name)),
+            secrets: SigningSecretStore::new(
+                Table::new(aws.dynamodb.clone().built(), config.table_name),
+                Sealer::new(aws.kms.clone().built(), config.signing_key_id),
+            ),
         })
     }
 }
@@ -84,7 +88,7 @@ pub async fn get(api: &SigningApi, req: Request) -> Result<Response<Body>, ApiEr
         .map(|p| p.expires_at)
         .filter(|expires| *expires > now)
         .max();
-    Ok(json(
+    Ok(secret_json(
         StatusCode::OK,
         &CurrentSecret {
             secret: secrets.current.expose().to_owned(),
@@ -116,7 +120,7 @@ pub async fn rotate(api: &SigningApi, req: Request) -> Result<Response<Body>, Ap
     };
     tracing::info!(tenant_id = %tenant, "signing secret rotated");
     let overlap = chrono::Duration::from_std(api.secrets.overlap()).unwrap_or_default();
-    Ok(json(
+    Ok(secret_json(
         StatusCode::OK,
         &RotatedSecret {
             secret: secret.expose().to_owned(),

@@ -156,6 +156,8 @@ impl EvaluateConfig {
 pub struct DeliverConfig {
     /// `TABLE_NAME`: signing secrets.
     pub table_name: String,
+    /// `SIGNING_KEY_ID`: the KMS key the signing secrets are sealed with.
+    pub signing_key_id: String,
     /// `BUCKET_NAME`: large webhook bodies.
     pub bucket_name: String,
     /// `DELIVERY_RESULTS_QUEUE_URL`: every attempt's outcome, and the next attempt, for
@@ -190,6 +192,7 @@ impl DeliverConfig {
         }
         Ok(Self {
             table_name: env_required("TABLE_NAME")?,
+            signing_key_id: env_required("SIGNING_KEY_ID")?,
             bucket_name: env_required("BUCKET_NAME")?,
             results_queue_url: env_required("DELIVERY_RESULTS_QUEUE_URL")?,
             targets: webhook_targets_from_env()?,
@@ -259,12 +262,15 @@ impl RetryDeliveryConfig {
 pub struct SigningConfig {
     /// `TABLE_NAME`: signing secrets.
     pub table_name: String,
+    /// `SIGNING_KEY_ID`: the KMS key the signing secrets are sealed with.
+    pub signing_key_id: String,
 }
 
 impl SigningConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             table_name: env_required("TABLE_NAME")?,
+            signing_key_id: env_required("SIGNING_KEY_ID")?,
         })
     }
 }

@@ -14,7 +14,7 @@
 //! | idempotency claim ([`idempotency`]) | `IDEM#<tenant>#<event id>` | `IDEM` | `state` (`pending`, `queued`), `expires_at`, `claimed_at`, `claim_token` |
 //! | rate limit ([`rate_limit`]) | `RATE#<tenant>` | `RATE` | `tat_us`, `expires_at` |
 //! | cooldown lock ([`cooldown`]) | `COOLDOWN#<tenant>#<trigger>[#<group>]` | `COOLDOWN` | `until_ms`, `expires_at`, `owner` (optional) |
-//! | signing secrets ([`signing_secrets`]) | `SIGNING#<tenant>` | `SIGNING` | `current`, `current_since`, `previous`, `version` (no TTL) |
+//! | signing secrets ([`signing_secrets`]) | `SIGNING#<tenant>` | `SIGNING` | `sealed` (KMS envelope: `key`, `nonce`, `data`), `current_since`, `version` (no TTL) |
 //!
 //! Key components are escaped (`%` → `%25`, `#` → `%23`) so that a client-chosen
 //! event id containing `#` can never collide with another tenant's key.
@@ -40,7 +40,9 @@ use chrono::{DateTime, Utc};
 pub use cooldown::CooldownLock;
 pub use idempotency::{Claim, ClaimToken, IdempotencyStore};
 pub use rate_limit::{RateDecision, RateLimit, RateLimiter};
-pub use signing_secrets::{PreviousSecret, Rotation, SigningSecretStore, TenantSecrets};
+pub use signing_secrets::{
+    PreviousSecret, Rotation, SealOutcome, SecretsError, SigningSecretStore, TenantSecrets,
+};
 
 /// Largest partition key DynamoDB accepts, in bytes.
 const MAX_PARTITION_KEY_BYTES: usize = 2048;

@@ -10,8 +10,11 @@
 //!    hand it to record-deliveries as a [`ScheduledRetry`]; no attempt.
 //! 2. Attempt: `POST` the body with `webhook-id` (the delivery id, the same on every attempt),
 //!    `webhook-timestamp` and `webhook-signature` (one signature per active secret), behind
-//!    the SSRF guard, 15 s at most. A tenant without a secret yet gets one made now, so no
-//!    webhook ever goes out unsigned; rotating shows the tenant a secret that verifies.
+//!    the SSRF guard, 15 s at most. The secrets are sealed with KMS and this function may
+//!    only open them: it never makes one. A tenant without a secret (created before `tenant
+//!    create` made the first one, and not yet given one by `triggeriq tenant seal-secrets` or
+//!    `GET /v1/signing-secret`) fails the message as transient, so no webhook ever goes out
+//!    unsigned and none is lost while the operator makes the secret.
 //! 3. Decide ([`RetryPolicy::next_step`]) and report the result *first*, with the URL the
 //!    attempt went to; then, when the schedule goes on, send the next attempt to the
 //!    delivery-results queue as a [`ScheduledRetry`], delayed until it is due (at most 15
@@ -36,6 +39,7 @@ use crate::config::DeliverConfig;
 use crate::delivery::{AttemptReport, Decision};
 use crate::dynamodb::{SigningSecretStore, Table};
 use crate::ids::AttemptId;
+use crate::kms::Sealer;
 use crate::s3::ClaimCheck;
 use crate::sqs::{OutgoingMessage, SqsSender};
 use crate::webhook::{
@@ -71,10 +75,11 @@ impl Deliverer {
         Ok(Self {
             claims: ClaimCheck::new(aws.s3.clone(), &config.bucket_name),
             sqs: SqsSender::new(aws.sqs.clone().built()),
-            secrets: SigningSecretStore::new(Table::new(
-                aws.dynamodb.clone().built(),
-                &config.table_name,
-            )),
+            // KMS on first use: most deliveries find their tenant's secrets already opened.
+            secrets: SigningSecretStore::new(
+                Table::new(aws.dynamodb.clone().built(), &config.table_name),
+                Sealer::new(aws.kms.clone(), config.signing_key_id),
+            ),
             client,
             retry: config.retry,
             results_queue_url: config.results_queue_url,
@@ -172,9 +177,7 @@ impl Deliverer {
         delivery: &DeliveryMessage,
         payload: String,
     ) -> Result<AttemptOutcome, StageError> {
-        // A tenant that never rotated gets a first secret now: webhooks are never sent
-        // unsigned, and the tenant's first rotation shows one that verifies (the one made
-        // here keeps signing beside it for the overlap).
+        // No secret: the message comes back (transient) until one is made; never unsigned.
         let secrets = self.secrets.active(delivery.tenant_id, Utc::now()).await?;
         Ok(self
             .client

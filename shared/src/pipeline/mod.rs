@@ -70,6 +70,13 @@ impl From<crate::dynamodb::DynamoError> for StageError {
 }
 
 #[cfg(feature = "aws")]
+impl From<crate::dynamodb::SecretsError> for StageError {
+    fn from(e: crate::dynamodb::SecretsError) -> Self {
+        Self::Transient(e.into())
+    }
+}
+
+#[cfg(feature = "aws")]
 impl From<crate::sqs::SendError> for StageError {
     fn from(e: crate::sqs::SendError) -> Self {
         Self::Transient(e.into())

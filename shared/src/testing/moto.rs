@@ -129,6 +129,33 @@ pub async fn table(clients: &AwsClients) -> Table {
     Table::new(clients.dynamodb.clone(), name)
 }
 
+/// A fresh symmetric KMS key (what `SIGNING_KEY_ID` names); returns its id.
+pub async fn kms_key(clients: &AwsClients) -> String {
+    clients
+        .kms
+        .create_key()
+        .description("triggeriq test: webhook signing secrets")
+        .send()
+        .await
+        .expect("create key")
+        .key_metadata()
+        .expect("key metadata")
+        .key_id()
+        .to_owned()
+}
+
+/// The signing-secret store over a fresh KMS key, in `table`.
+pub async fn secret_store(
+    clients: &AwsClients,
+    table: Table,
+) -> crate::dynamodb::SigningSecretStore {
+    let key = kms_key(clients).await;
+    crate::dynamodb::SigningSecretStore::new(
+        table,
+        crate::kms::Sealer::new(clients.kms.clone(), key),
+    )
+}
+
 /// A fresh standard queue; returns its URL.
 pub async fn queue(clients: &AwsClients) -> String {
     clients

@@ -3,10 +3,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeZone, Utc};
 use triggeriq::dynamodb::{
     Claim, CooldownLock, DynamoError, IdempotencyStore, RateDecision, RateLimit, RateLimiter,
-    Rotation, SigningSecretStore,
+    Rotation, SealOutcome, SecretsError,
 };
 use triggeriq::event::EventId;
 use triggeriq::ids::{TenantId, TriggerId};
@@ -599,7 +600,7 @@ async fn of_concurrent_evaluations_exactly_one_takes_the_cooldown() {
 #[tokio::test]
 async fn the_first_secret_is_created_once() {
     let clients = support::clients().await;
-    let store = SigningSecretStore::new(support::table(&clients).await);
+    let store = support::secret_store(&clients, support::table(&clients).await).await;
     assert_eq!(store.get(tenant("t")).await.unwrap(), None);
     let created = store.get_or_create(tenant("t"), t0()).await.unwrap();
     let again = store
@@ -616,7 +617,7 @@ async fn the_first_secret_is_created_once() {
 #[tokio::test]
 async fn concurrent_first_reads_agree_on_one_secret() {
     let clients = support::clients().await;
-    let store = SigningSecretStore::new(support::table(&clients).await);
+    let store = support::secret_store(&clients, support::table(&clients).await).await;
     let all =
         futures::future::join_all((0..6).map(|_| store.get_or_create(tenant("t"), t0()))).await;
     let distinct: HashSet<String> = all
@@ -629,7 +630,7 @@ async fn concurrent_first_reads_agree_on_one_secret() {
 #[tokio::test]
 async fn rotation_signs_with_both_secrets_for_24_hours() {
     let clients = support::clients().await;
-    let store = SigningSecretStore::new(support::table(&clients).await);
+    let store = support::secret_store(&clients, support::table(&clients).await).await;
     let old = store
         .get_or_create(tenant("t"), t0())
         .await
@@ -672,7 +673,7 @@ async fn rotation_signs_with_both_secrets_for_24_hours() {
 #[tokio::test]
 async fn rotating_again_within_a_day_keeps_every_recent_secret() {
     let clients = support::clients().await;
-    let store = SigningSecretStore::new(support::table(&clients).await);
+    let store = support::secret_store(&clients, support::table(&clients).await).await;
     let a = store
         .get_or_create(tenant("t"), t0())
         .await
@@ -707,7 +708,7 @@ async fn rotating_again_within_a_day_keeps_every_recent_secret() {
 #[tokio::test]
 async fn concurrent_rotations_lose_no_secret() {
     let clients = support::clients().await;
-    let store = SigningSecretStore::new(support::table(&clients).await);
+    let store = support::secret_store(&clients, support::table(&clients).await).await;
     let original = store
         .get_or_create(tenant("t"), t0())
         .await
@@ -735,7 +736,7 @@ async fn concurrent_rotations_lose_no_secret() {
 #[tokio::test]
 async fn a_rotation_that_would_end_a_replaced_secret_early_is_refused_until_the_oldest_expires() {
     let clients = support::clients().await;
-    let store = SigningSecretStore::new(support::table(&clients).await);
+    let store = support::secret_store(&clients, support::table(&clients).await).await;
     let first = store
         .get_or_create(tenant("t"), t0())
         .await
@@ -799,15 +800,219 @@ async fn a_malformed_secret_item_is_reported_not_used() {
         .send()
         .await
         .unwrap();
-    let store = SigningSecretStore::new(table);
+    let store = support::secret_store(&clients, table).await;
     match store.get(tenant("t")).await {
-        Err(DynamoError::CorruptItem {
+        Err(SecretsError::Store(DynamoError::CorruptItem {
             pk: reported,
             reason,
-        }) => {
+        })) => {
             assert_eq!(reported, pk);
             assert!(reason.contains("current"), "{reason}");
         }
         other => panic!("{other:?}"),
     }
+}
+
+// ---------------------------------------------------------------- sealed with KMS
+
+/// Every string in the stored item, however deeply nested, and every binary as lossy text.
+fn item_text(item: &std::collections::HashMap<String, AttributeValue>) -> String {
+    fn walk(v: &AttributeValue, out: &mut String) {
+        match v {
+            AttributeValue::S(s) | AttributeValue::N(s) => out.push_str(s),
+            AttributeValue::B(b) => out.push_str(&String::from_utf8_lossy(b.as_ref())),
+            AttributeValue::M(m) => m.iter().for_each(|(k, v)| {
+                out.push_str(k);
+                walk(v, out);
+            }),
+            AttributeValue::L(l) => l.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    item.iter().for_each(|(k, v)| {
+        out.push_str(k);
+        walk(v, &mut out);
+    });
+    out
+}
+
+async fn raw_item(
+    clients: &triggeriq::aws::AwsClients,
+    table: &triggeriq::dynamodb::Table,
+    t: TenantId,
+) -> std::collections::HashMap<String, AttributeValue> {
+    clients
+        .dynamodb
+        .get_item()
+        .table_name(table.name())
+        .key("pk", AttributeValue::S(format!("SIGNING#{t}")))
+        .key("sk", AttributeValue::S("SIGNING".into()))
+        .send()
+        .await
+        .unwrap()
+        .item()
+        .cloned()
+        .expect("item")
+}
+
+#[tokio::test]
+async fn secrets_are_stored_sealed_and_open_only_with_their_key() {
+    let clients = support::clients().await;
+    let table = support::table(&clients).await;
+    let store = support::secret_store(&clients, table.clone()).await;
+    let first = store
+        .get_or_create(tenant("t"), t0())
+        .await
+        .unwrap()
+        .current;
+    let second = store
+        .rotate(tenant("t"), t0() + secs(60))
+        .await
+        .unwrap()
+        .rotated()
+        .expect("rotated");
+    let item = raw_item(&clients, &table, tenant("t")).await;
+    let text = item_text(&item);
+    for secret in [&first, &second] {
+        assert!(!text.contains(secret.expose()), "a secret in clear: {text}");
+        let key_b64 = secret.expose().trim_start_matches("whsec_");
+        assert!(!text.contains(key_b64), "a secret's key in clear");
+    }
+    assert!(!text.contains("whsec_"), "{text}");
+    assert!(item.contains_key("sealed") && !item.contains_key("current"));
+    assert_eq!(store.is_clear(tenant("t")).await.unwrap(), Some(false));
+
+    // The same table read with another KMS key: nothing opens.
+    let other_key = support::secret_store(&clients, table.clone()).await;
+    assert!(
+        matches!(
+            other_key.get(tenant("t")).await,
+            Err(SecretsError::Sealing { .. })
+        ),
+        "opened with another key"
+    );
+    // With the right key, both secrets sign, the new one first.
+    assert_eq!(
+        store.active(tenant("t"), t0() + secs(61)).await.unwrap(),
+        vec![second, first]
+    );
+}
+
+#[tokio::test]
+async fn a_sealed_value_copied_to_another_tenant_does_not_open() {
+    let clients = support::clients().await;
+    let table = support::table(&clients).await;
+    let store = support::secret_store(&clients, table.clone()).await;
+    store.get_or_create(tenant("victim"), t0()).await.unwrap();
+    store.get_or_create(tenant("thief"), t0()).await.unwrap();
+    // Someone with write access to the table copies the victim's sealed secrets into the
+    // thief's item (same version, so only the tenant differs).
+    let mut stolen = raw_item(&clients, &table, tenant("victim")).await;
+    stolen.insert(
+        "pk".into(),
+        AttributeValue::S(format!("SIGNING#{}", tenant("thief"))),
+    );
+    clients
+        .dynamodb
+        .put_item()
+        .table_name(table.name())
+        .set_item(Some(stolen))
+        .send()
+        .await
+        .unwrap();
+    match store.get(tenant("thief")).await {
+        Err(SecretsError::Sealing { pk, .. }) => {
+            assert_eq!(pk, format!("SIGNING#{}", tenant("thief")));
+        }
+        other => panic!("opened another tenant's secrets: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn secrets_stored_in_clear_are_read_then_sealed_unchanged() {
+    let clients = support::clients().await;
+    let table = support::table(&clients).await;
+    let store = support::secret_store(&clients, table.clone()).await;
+    // An item as the store wrote it before the encryption.
+    let old = triggeriq::webhook::signing::SigningSecret::generate();
+    let older = triggeriq::webhook::signing::SigningSecret::generate();
+    clients
+        .dynamodb
+        .put_item()
+        .table_name(table.name())
+        .item("pk", AttributeValue::S(format!("SIGNING#{}", tenant("t"))))
+        .item("sk", AttributeValue::S("SIGNING".into()))
+        .item("current", AttributeValue::S(old.expose().into()))
+        .item(
+            "current_since",
+            AttributeValue::N(t0().timestamp().to_string()),
+        )
+        .item(
+            "previous",
+            AttributeValue::L(vec![AttributeValue::M(
+                [
+                    (
+                        "secret".to_owned(),
+                        AttributeValue::S(older.expose().into()),
+                    ),
+                    (
+                        "expires_at".to_owned(),
+                        AttributeValue::N((t0() + secs(3600)).timestamp().to_string()),
+                    ),
+                ]
+                .into(),
+            )]),
+        )
+        .item("version", AttributeValue::N("3".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(store.is_clear(tenant("t")).await.unwrap(), Some(true));
+    let before = store
+        .get(tenant("t"))
+        .await
+        .unwrap()
+        .expect("read in clear");
+    assert_eq!(before.active(t0()), vec![old.clone(), older.clone()]);
+
+    assert_eq!(
+        store.seal_legacy(tenant("t"), t0()).await.unwrap(),
+        SealOutcome::Sealed
+    );
+    assert_eq!(store.is_clear(tenant("t")).await.unwrap(), Some(false));
+    assert!(!item_text(&raw_item(&clients, &table, tenant("t")).await).contains("whsec_"));
+    let after = store.get(tenant("t")).await.unwrap().expect("sealed");
+    assert_eq!(
+        after.active(t0()),
+        vec![old, older],
+        "the same secrets sign"
+    );
+    assert_eq!(after.current_since, before.current_since);
+    assert_eq!(after.version, before.version + 1);
+    // Again: nothing to do. A tenant without an item gets its first secret, sealed.
+    assert_eq!(
+        store.seal_legacy(tenant("t"), t0()).await.unwrap(),
+        SealOutcome::AlreadySealed
+    );
+    assert_eq!(
+        store.seal_legacy(tenant("new"), t0()).await.unwrap(),
+        SealOutcome::Created
+    );
+    assert_eq!(store.is_clear(tenant("new")).await.unwrap(), Some(false));
+}
+
+#[tokio::test]
+async fn signing_never_makes_a_secret() {
+    let clients = support::clients().await;
+    let store = support::secret_store(&clients, support::table(&clients).await).await;
+    match store.active(tenant("t"), t0()).await {
+        Err(SecretsError::Missing(t)) => assert_eq!(t, tenant("t")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        store.get(tenant("t")).await.unwrap(),
+        None,
+        "nothing was made"
+    );
 }

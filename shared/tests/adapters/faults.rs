@@ -346,3 +346,124 @@ async fn a_failed_claim_check_upload_is_an_error_and_queues_nothing() {
     );
     assert_eq!(failing.num_calls(), 3);
 }
+
+// ---------------------------------------------------------------- KMS (signing secrets)
+
+/// A KMS that hands out one fixed data key (as GenerateDataKey and Decrypt would) and counts
+/// the calls; `throttled` Decrypts answer ThrottlingException instead.
+struct FakeKms {
+    generate: aws_smithy_mocks::Rule,
+    decrypt: aws_smithy_mocks::Rule,
+    client: aws_sdk_kms::Client,
+}
+
+fn fake_kms(throttled: bool) -> FakeKms {
+    use aws_sdk_kms::operation::decrypt::{DecryptError, DecryptOutput};
+    use aws_sdk_kms::operation::generate_data_key::GenerateDataKeyOutput;
+    use aws_sdk_kms::primitives::Blob;
+    const DATA_KEY: [u8; 32] = [7; 32];
+    let generate = mock!(aws_sdk_kms::Client::generate_data_key).then_output(|| {
+        GenerateDataKeyOutput::builder()
+            .plaintext(Blob::new(DATA_KEY.to_vec()))
+            .ciphertext_blob(Blob::new(b"sealed-data-key".to_vec()))
+            .key_id("test-key")
+            .build()
+    });
+    let decrypt = if throttled {
+        mock!(aws_sdk_kms::Client::decrypt).then_error(|| {
+            DecryptError::generic(
+                ErrorMetadata::builder()
+                    .code("ThrottlingException")
+                    .message("Rate exceeded")
+                    .build(),
+            )
+        })
+    } else {
+        mock!(aws_sdk_kms::Client::decrypt).then_output(|| {
+            DecryptOutput::builder()
+                .plaintext(Blob::new(DATA_KEY.to_vec()))
+                .key_id("test-key")
+                .build()
+        })
+    };
+    let client = mock_client!(
+        aws_sdk_kms,
+        RuleMode::MatchAny,
+        [&generate, &decrypt],
+        |c| c.retry_config(fast_retries())
+    );
+    FakeKms {
+        generate,
+        decrypt,
+        client,
+    }
+}
+
+fn secret_store(table: &Table, kms: &FakeKms) -> triggeriq::dynamodb::SigningSecretStore {
+    triggeriq::dynamodb::SigningSecretStore::new(
+        table.clone(),
+        triggeriq::kms::Sealer::new(kms.client.clone(), "test-key"),
+    )
+}
+
+#[tokio::test]
+async fn signing_calls_kms_only_when_the_sealed_secrets_changed() {
+    let clients = triggeriq::testing::moto::clients().await;
+    let table = triggeriq::testing::moto::table(&clients).await;
+    let kms = fake_kms(false);
+    let admin = secret_store(&table, &kms);
+    let tenant = TenantId::new();
+    let first = admin
+        .get_or_create(tenant, Utc::now())
+        .await
+        .unwrap()
+        .current;
+    assert_eq!(kms.generate.num_calls(), 1);
+
+    // deliver-webhooks: a store of its own, as in another container.
+    let deliverer = secret_store(&table, &kms);
+    for _ in 0..5 {
+        assert_eq!(
+            deliverer.active(tenant, Utc::now()).await.unwrap()[0],
+            first
+        );
+    }
+    assert_eq!(kms.decrypt.num_calls(), 1, "opened once, then from memory");
+
+    // A rotation changes the sealed bytes: the next read opens them again and signs with
+    // the new secret first at once.
+    let second = admin
+        .rotate(tenant, Utc::now())
+        .await
+        .unwrap()
+        .rotated()
+        .expect("rotated");
+    let calls = kms.decrypt.num_calls();
+    let active = deliverer.active(tenant, Utc::now()).await.unwrap();
+    assert_eq!(active, vec![second, first]);
+    assert_eq!(kms.decrypt.num_calls(), calls + 1);
+}
+
+#[tokio::test]
+async fn a_throttled_kms_fails_the_read_and_signs_nothing() {
+    let clients = triggeriq::testing::moto::clients().await;
+    let table = triggeriq::testing::moto::table(&clients).await;
+    let tenant = TenantId::new();
+    secret_store(&table, &fake_kms(false))
+        .get_or_create(tenant, Utc::now())
+        .await
+        .unwrap();
+    let throttled = fake_kms(true);
+    match secret_store(&table, &throttled)
+        .active(tenant, Utc::now())
+        .await
+    {
+        Err(triggeriq::dynamodb::SecretsError::Sealing { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        throttled.decrypt.num_calls(),
+        3,
+        "the SDK's retries, then the error"
+    );
+}

@@ -457,7 +457,7 @@ async fn the_limit_fails_closed_when_its_table_does_not_answer(pool: PgPool) {
 async fn only_an_admin_key_reads_the_signing_secret(pool: PgPool) {
     let stack = Stack::new(pool).await;
     let api = stack.signing();
-    let t = stack.tenant().await;
+    let t = stack.tenant_without_secret().await;
     let get = ungated_limits(route("get-signing-secret"));
     for scopes in ["read", "ingest", "read ingest"] {
         let refused = call_gated(

@@ -53,14 +53,15 @@ async fn tenant_with_trigger(
                    "actions": [{"url": url}]}),
         )
         .await;
-    let rotated = call(
+    // The tenant's first secret, made with it, as receivers would configure it.
+    let shown = call(
         &stack.signing(),
-        signing::rotate,
-        Req::new("rotate-signing-secret", t),
+        signing::get,
+        Req::new("get-signing-secret", t),
     )
     .await;
-    assert_eq!(rotated.status, 200, "{}", rotated.body);
-    let secret = rotated.body["secret"].as_str().unwrap().to_owned();
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    let secret = shown.body["secret"].as_str().unwrap().to_owned();
     (t, trigger, secret)
 }
 
@@ -1064,7 +1065,7 @@ async fn the_secret_get_signing_secret_shows_is_the_one_that_signs_the_tenants_w
 ) {
     let stack = Stack::new(pool.clone()).await;
     let receiver = Receiver::start(&[]).await;
-    let t = stack.tenant().await;
+    let t = stack.tenant_without_secret().await;
     stack
         .trigger(
             t,
@@ -1081,6 +1082,11 @@ async fn the_secret_get_signing_secret_shows_is_the_one_that_signs_the_tenants_w
     )
     .await;
     assert_eq!(shown.status, 200, "{}", shown.body);
+    assert_eq!(
+        shown.header("cache-control"),
+        Some("no-store"),
+        "a secret is never cached"
+    );
     let secret = shown.body["secret"].as_str().expect("secret").to_owned();
     assert!(secret.starts_with("whsec_"), "{secret}");
     assert!(
@@ -1126,6 +1132,7 @@ async fn the_secret_get_signing_secret_shows_is_the_one_that_signs_the_tenants_w
         Req::new("rotate-signing-secret", t),
     )
     .await;
+    assert_eq!(rotated.header("cache-control"), Some("no-store"));
     let after = call(
         &stack.signing(),
         signing::get,
@@ -1146,4 +1153,56 @@ async fn the_secret_get_signing_secret_shows_is_the_one_that_signs_the_tenants_w
     };
     // The rotation answers with microseconds, the store keeps seconds.
     assert_eq!(until(&after.body), until(&rotated.body));
+}
+
+// ------------------------------------------------------------------ sealed secrets
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn a_tenant_without_a_secret_gets_no_unsigned_webhook_and_is_delivered_once_it_has_one(
+    pool: PgPool,
+) {
+    let stack = Stack::new(pool.clone()).await;
+    let receiver = Receiver::start(&[]).await;
+    // Created before `tenant create` made the first secret.
+    let t = stack.tenant_without_secret().await;
+    stack
+        .trigger(
+            t,
+            json!({"name": "Payment failed", "pattern": {"type": ["payment.failed"]},
+                   "actions": [{"url": receiver.url("/hook")}]}),
+        )
+        .await;
+    fire(
+        &stack,
+        t,
+        json!({"id": "pay-nosecret", "type": "payment.failed", "data": {"amount": 7}}),
+    )
+    .await;
+    let messages = stack.take(&stack.deliveries_queue, 1).await;
+    assert_eq!(messages.len(), 1);
+    let body = messages[0].body().expect("body").to_owned();
+    // deliver-webhooks may only open secrets: the message fails (it comes back), nothing is
+    // sent, and no secret was made.
+    let deliverer = stack.deliverer(&[NOW]);
+    let failed = deliverer.process(&body).await;
+    assert!(
+        matches!(failed, Err(triggeriq::pipeline::StageError::Transient(_))),
+        "{failed:?}"
+    );
+    assert!(receiver.received().is_empty(), "nothing unsigned went out");
+    assert!(stack.secrets().get(t).await.expect("read").is_none());
+
+    // The operator runs `tenant seal-secrets` (the same store call): the message, delivered
+    // again, is signed with the new secret.
+    stack
+        .secrets()
+        .seal_legacy(t, chrono::Utc::now())
+        .await
+        .expect("sealed");
+    let secret = stack.secrets().get(t).await.expect("read").expect("made");
+    receiver.trust(secret.current.expose());
+    deliverer.process(&body).await.expect("delivered");
+    let received = receiver.received();
+    assert_eq!(received.len(), 1);
+    assert!(received[0].verified);
 }

@@ -25,6 +25,7 @@ use triggeriq::config::{
 use triggeriq::consumers::{self, process_batch};
 use triggeriq::dynamodb::{SigningSecretStore, Table};
 use triggeriq::event::EventLimits;
+use triggeriq::kms::Sealer;
 use triggeriq::pipeline::deliver::Deliverer;
 use triggeriq::pipeline::evaluate::Evaluator;
 use triggeriq::pipeline::ingest::Ingestor;
@@ -41,6 +42,7 @@ pub const DEMO_TENANT: &str = "0190f0a0-0000-7000-8000-000000000001";
 
 // ------------------------------------------------------------------ the stack
 
+
 pub struct Stack {
     pub pool: PgPool,
     pub clients: AwsClients,
@@ -50,6 +52,8 @@ pub struct Stack {
     pub deliveries_queue: String,
     pub results_queue: String,
     pub dead_letters: String,
+    /// The KMS key the signing secrets are sealed with.
+    pub signing_key: String,
 }
 
 impl Stack {
@@ -61,7 +65,9 @@ impl Stack {
         let deliveries_queue = moto::queue(&clients).await;
         let results_queue = moto::queue(&clients).await;
         let dead_letters = moto::queue(&clients).await;
+        let signing_key = moto::kms_key(&clients).await;
         Self {
+            signing_key,
             pool,
             clients,
             table,
@@ -129,6 +135,7 @@ impl Stack {
     pub fn deliverer(&self, schedule: &[Duration]) -> Deliverer {
         let config = DeliverConfig {
             table_name: self.table.clone(),
+            signing_key_id: self.signing_key.clone(),
             bucket_name: self.bucket.clone(),
             results_queue_url: self.results_queue.clone(),
             targets: TargetPolicy::local_development(),
@@ -165,15 +172,30 @@ impl Stack {
     pub fn signing(&self) -> SigningApi {
         let config = SigningConfig {
             table_name: self.table.clone(),
+            signing_key_id: self.signing_key.clone(),
         };
         SigningApi::new(config, &self.wiring()).expect("signing route")
     }
 
     pub fn secrets(&self) -> SigningSecretStore {
-        SigningSecretStore::new(Table::new(self.clients.dynamodb.clone(), &self.table))
+        SigningSecretStore::new(
+            Table::new(self.clients.dynamodb.clone(), &self.table),
+            Sealer::new(self.clients.kms.clone(), &self.signing_key),
+        )
     }
 
+    /// A tenant with its first signing secret, as `triggeriq tenant create` makes one.
     pub async fn tenant(&self) -> TenantId {
+        let id = self.tenant_without_secret().await;
+        self.secrets()
+            .get_or_create(id, chrono::Utc::now())
+            .await
+            .expect("first signing secret");
+        id
+    }
+
+    /// A tenant created before `tenant create` made the first signing secret.
+    pub async fn tenant_without_secret(&self) -> TenantId {
         tenants::create(&self.pool, TenantId::new(), "Acme")
             .await
             .expect("tenant")
