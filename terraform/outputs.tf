@@ -60,6 +60,16 @@ output "db_master_secret_arn" {
   value       = aws_db_instance.main.master_user_secret[0].secret_arn
 }
 
+output "db_owner_user" {
+  description = "The schema owner: run the migrations as it (terraform/README.md)."
+  value       = var.db_owner_username
+}
+
+output "db_owner_secret_arn" {
+  description = "Secrets Manager secret with the owner role's password, read by RDS Proxy; the bootstrap sets the role's password from it."
+  value       = aws_secretsmanager_secret.owner_db.arn
+}
+
 output "db_app_secret_arn" {
   description = "Secrets Manager secret with the app role's password, read by RDS Proxy; the bootstrap sets the role's password from it."
   value       = aws_secretsmanager_secret.app_db.arn

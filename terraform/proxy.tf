@@ -32,6 +32,30 @@ resource "aws_secretsmanager_secret_version" "app_db" {
   secret_string_wo_version = var.db_app_password_version
 }
 
+# The schema owner: migrations log in as it through the proxy (IAM token), the functions never
+# do. Its own password, in its own secret, also read only by the proxy.
+ephemeral "random_password" "owner_db" {
+  length  = 40
+  special = false
+}
+
+resource "aws_secretsmanager_secret" "owner_db" {
+  # checkov:skip=CKV2_AWS_57:Rotation needs a rotation function inside the VPC; rotate by bumping db_owner_password_version and running ALTER ROLE (terraform/README.md).
+  name_prefix             = "${local.name}/db/${var.db_owner_username}-"
+  description             = "Password of PostgreSQL role ${var.db_owner_username} (schema owner, migrations), read only by RDS Proxy"
+  kms_key_id              = aws_kms_key.database.arn
+  recovery_window_in_days = 7
+}
+
+resource "aws_secretsmanager_secret_version" "owner_db" {
+  secret_id = aws_secretsmanager_secret.owner_db.id
+  secret_string_wo = jsonencode({
+    username = var.db_owner_username
+    password = ephemeral.random_password.owner_db.result
+  })
+  secret_string_wo_version = var.db_owner_password_version
+}
+
 data "aws_iam_policy_document" "proxy_assume" {
   statement {
     actions = ["sts:AssumeRole"]
@@ -56,9 +80,9 @@ resource "aws_iam_role" "proxy" {
 
 data "aws_iam_policy_document" "proxy" {
   statement {
-    sid       = "ReadTheAppRoleSecret"
+    sid       = "ReadTheRoleSecrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [aws_secretsmanager_secret.app_db.arn]
+    resources = [aws_secretsmanager_secret.app_db.arn, aws_secretsmanager_secret.owner_db.arn]
   }
 
   statement {
@@ -99,7 +123,18 @@ resource "aws_db_proxy" "main" {
     iam_auth    = "REQUIRED"
   }
 
-  depends_on = [aws_iam_role_policy.proxy, aws_secretsmanager_secret_version.app_db]
+  auth {
+    description = "Migrations log in as ${var.db_owner_username} with IAM tokens"
+    auth_scheme = "SECRETS"
+    secret_arn  = aws_secretsmanager_secret.owner_db.arn
+    iam_auth    = "REQUIRED"
+  }
+
+  depends_on = [
+    aws_iam_role_policy.proxy,
+    aws_secretsmanager_secret_version.app_db,
+    aws_secretsmanager_secret_version.owner_db,
+  ]
 }
 
 resource "aws_db_proxy_default_target_group" "main" {

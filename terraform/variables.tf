@@ -117,13 +117,30 @@ variable "db_master_username" {
 
 variable "db_app_username" {
   type        = string
-  description = "Role the functions log in as through RDS Proxy (DB_USER). It must not be granted rds_iam (terraform/README.md)."
+  description = "Role the functions log in as through RDS Proxy (DB_USER). Migration 0007 grants its rows to triggeriq_app, so keep the default. It must not be granted rds_iam (terraform/README.md)."
   default     = "triggeriq_app"
 
   validation {
     condition     = can(regex("^[a-z][a-z0-9_]{0,62}$", var.db_app_username))
     error_message = "db_app_username must be a lower-case PostgreSQL identifier."
   }
+}
+
+variable "db_owner_username" {
+  type        = string
+  description = "Role that owns the schema and runs the migrations (never the functions). Not granted rds_iam either."
+  default     = "triggeriq_owner"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9_]{0,62}$", var.db_owner_username))
+    error_message = "db_owner_username must be a lower-case PostgreSQL identifier."
+  }
+}
+
+variable "db_owner_password_version" {
+  type        = number
+  description = "Bump to generate a new owner role password into its secret (then ALTER ROLE to match)."
+  default     = 1
 }
 
 variable "db_app_password_version" {

@@ -47,10 +47,18 @@ pub fn functions_environment(
     Ok(out)
 }
 
+/// `url` with the functions acting as `triggeriq_app` (migration 0007), as they log in as it
+/// in AWS: the startup packet sets the role, so a grant a function lacks fails locally too.
+/// The stack itself (migrations, the demo seed) and the CLI keep the URL's own user.
+pub fn as_app_role(url: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-c%20role%3Dtriggeriq_app")
+}
+
 /// The local values that replace or complete the template's (see docs/local-stack.md).
 pub(super) fn local_settings(args: &DevArgs, aws: &str, bedrock: &str) -> BTreeMap<String, String> {
     let mut settings = BTreeMap::from([
-        ("DATABASE_URL".into(), args.database_url.clone()),
+        ("DATABASE_URL".into(), as_app_role(&args.database_url)),
         ("AWS_ENDPOINT_URL".into(), aws.to_owned()),
         (
             "AWS_ENDPOINT_URL_BEDROCK_RUNTIME".into(),
@@ -149,7 +157,10 @@ Resources:
         )
         .expect("one environment");
         assert_eq!(env["ALLOW_HTTP_WEBHOOKS"], "true");
-        assert_eq!(env["DATABASE_URL"], "postgres://x");
+        assert_eq!(
+            env["DATABASE_URL"], "postgres://x?options=-c%20role%3Dtriggeriq_app",
+            "the functions act as their own role"
+        );
         assert_eq!(env["AWS_ENDPOINT_URL"], "http://proxy");
         assert_eq!(
             env["RUST_BACKTRACE"], "0",
@@ -158,5 +169,27 @@ Resources:
         assert!(
             env.contains_key("TABLE_NAME") || template.function_running("ingest-events").is_none()
         );
+    }
+}
+
+#[cfg(test)]
+mod database_role {
+    use triggeriq::postgres::{Database, DbConfig};
+
+    #[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+    async fn the_functions_url_logs_in_acting_as_the_app_role_with_its_time_limits(
+        _migrated: sqlx::PgPool,
+    ) {
+        // The migration made the role (roles belong to the cluster, so any database will do).
+        let url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+        let db = Database::connect_lazy(&DbConfig::Url(super::as_app_role(&url))).expect("pool");
+        let pool = db.pool().await.expect("pool");
+        let (who, timeout): (String, String) =
+            sqlx::query_as("SELECT current_user::text, current_setting('statement_timeout')")
+                .fetch_one(pool)
+                .await
+                .expect("query");
+        assert_eq!(who, "triggeriq_app");
+        assert_eq!(timeout, "5s", "the functions' own startup options are kept");
     }
 }

@@ -42,9 +42,29 @@ pub const DEMO_TENANT: &str = "0190f0a0-0000-7000-8000-000000000001";
 
 // ------------------------------------------------------------------ the stack
 
+/// A pool on `pool`'s database whose connections act as `triggeriq_app` (`SET ROLE`, as the
+/// functions' login role would).
+pub fn as_app_role(pool: &PgPool) -> PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .idle_timeout(Some(Duration::from_secs(1)))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query("SET ROLE triggeriq_app")
+                    .execute(conn)
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .connect_lazy_with((*pool.connect_options()).clone())
+}
 
 pub struct Stack {
+    /// The test database as its owner: what the test sets up and inspects with.
     pub pool: PgPool,
+    /// The same database as `triggeriq_app`, the functions' role (migration 0007): every
+    /// function state is built over it, so a grant a function lacks fails its tests.
+    pub app_pool: PgPool,
     pub clients: AwsClients,
     pub table: String,
     pub bucket: String,
@@ -66,7 +86,9 @@ impl Stack {
         let results_queue = moto::queue(&clients).await;
         let dead_letters = moto::queue(&clients).await;
         let signing_key = moto::kms_key(&clients).await;
+        let app_pool = as_app_role(&pool);
         Self {
+            app_pool,
             signing_key,
             pool,
             clients,
@@ -101,7 +123,7 @@ impl Stack {
     /// This test's database with other AWS clients (mocks that fail on demand).
     pub fn wiring_with(&self, aws: &AwsClients) -> Clients {
         Clients::new()
-            .with_database(Database::from_pool(self.pool.clone()))
+            .with_database(Database::from_pool(self.app_pool.clone()))
             .with_aws(aws.clone())
     }
 
