@@ -597,6 +597,13 @@ async fn every_function_answers_its_sample_through_cargo_lambda_invoke() {
             assert!(status < 500, "{function} answered {status}: {answer}");
         } else if function == "authorize-request" {
             assert_eq!(answer["isAuthorized"], true, "{answer}");
+        } else if function == "cognito-pre-token" {
+            assert_eq!(
+                answer["response"]["claimsAndScopeOverrideDetails"]["accessTokenGeneration"]["claimsToAddOrOverride"]
+                    ["tenant_id"],
+                "0190f0a0-0000-7000-8000-000000000001",
+                "{answer}"
+            );
         } else {
             assert_eq!(
                 answer["batchItemFailures"],

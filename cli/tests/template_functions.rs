@@ -201,6 +201,14 @@ fn check(root: &Path) -> Result<(), Vec<String>> {
     }
 }
 
+/// The repository's template.yaml.
+fn repo_template() -> Value {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("cli/ sits inside the workspace root");
+    read_template(&root.join("template.yaml")).expect("template.yaml")
+}
+
 fn read_template(path: &Path) -> Result<Value, String> {
     let text =
         fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
@@ -286,10 +294,7 @@ fn reference(value: &Value) -> Option<String> {
 
 #[test]
 fn every_table_statement_of_every_function_is_limited_to_its_leading_keys() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("cli/ sits inside the workspace root");
-    let template = read_template(&root.join("template.yaml")).expect("template.yaml");
+    let template = repo_template();
     let (checked, unscoped) = table_statements(&template);
     assert!(
         checked >= 10,
@@ -385,10 +390,7 @@ fn table_statements(template: &Value) -> (usize, Vec<String>) {
 
 #[test]
 fn only_the_functions_that_sign_or_show_secrets_use_the_signing_key_and_only_makers_encrypt() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("cli/ sits inside the workspace root");
-    let template = read_template(&root.join("template.yaml")).expect("template.yaml");
+    let template = repo_template();
     let expected: BTreeMap<String, Vec<String>> = [
         ("DeliverWebhooksFunction", vec!["kms:Decrypt"]),
         (
@@ -404,6 +406,61 @@ fn only_the_functions_that_sign_or_show_secrets_use_the_signing_key_and_only_mak
     .map(|(f, a)| (f.to_owned(), a.into_iter().map(str::to_owned).collect()))
     .collect();
     assert_eq!(signing_key_actions(&template), expected);
+}
+
+#[test]
+fn the_user_pool_lets_only_administrators_set_a_users_tenant() {
+    let template = repo_template();
+    let resource = |name: &str| {
+        template
+            .get("Resources")
+            .and_then(|r| r.get(name))
+            .and_then(|r| r.get("Properties"))
+            .unwrap_or_else(|| panic!("{name} in template.yaml"))
+            .clone()
+    };
+    let strings = |v: Option<&Value>| -> Vec<String> { one_or_many(v) };
+    let pool = resource("UserPool");
+    assert_eq!(
+        pool.get("AdminCreateUserConfig")
+            .and_then(|c| c.get("AllowAdminCreateUserOnly"))
+            .and_then(Value::as_bool),
+        Some(true),
+        "no self sign-up: an administrator creates each user with its tenant"
+    );
+    let trigger = pool
+        .get("LambdaConfig")
+        .and_then(|c| c.get("PreTokenGenerationConfig"))
+        .expect("the pre-token trigger");
+    assert_eq!(
+        trigger.get("LambdaVersion").and_then(Value::as_str),
+        Some("V2_0"),
+        "version 2: the only one that can add claims to access tokens"
+    );
+    assert!(
+        matches!(trigger.get("LambdaArn"), Some(Value::Tagged(t))
+            if t.tag == "GetAtt" && t.value.as_str() == Some("CognitoPreTokenFunction.Arn")),
+        "{trigger:?}"
+    );
+    let client = resource("UserPoolClient");
+    let write = strings(client.get("WriteAttributes"));
+    let read = strings(client.get("ReadAttributes"));
+    assert!(
+        !write.is_empty(),
+        "WriteAttributes must be listed: absent, users write all"
+    );
+    assert!(
+        !write.iter().any(|a| a.starts_with("custom:")),
+        "a user may write {write:?}"
+    );
+    assert!(read.contains(&"custom:tenant_id".to_owned()), "{read:?}");
+    let scopes = strings(client.get("AllowedOAuthScopes"));
+    for scope in ["triggeriq/ingest", "triggeriq/read", "triggeriq/admin"] {
+        assert!(
+            scopes.contains(&scope.to_owned()),
+            "{scope} missing: {scopes:?}"
+        );
+    }
 }
 
 /// Function → the actions its policies allow on `!Ref SigningKeyArn` (sorted); every such

@@ -31,6 +31,7 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ("api", 4, "edges"),
     ("consumers", 4, "edges"),
     ("authorizer", 4, "edges"),
+    ("cognito", 4, "edges"),
 ];
 
 /// Modules outside the rule: the crate root, and the test helpers (which drive every layer).

@@ -7,7 +7,7 @@
 //! 2. adapters: [`postgres`], [`dynamodb`], [`sqs`], [`s3`], [`kms`], with [`aws`], [`sdk_http`],
 //!    [`tls`] and [`wiring`], the handles a container holds;
 //! 3. [`pipeline`]: each stage's decisions;
-//! 4. edges: [`api`], [`consumers`], [`authorizer`], which translate Lambda events into one
+//! 4. edges: [`api`], [`consumers`], [`authorizer`], [`cognito`], which translate Lambda events into one
 //!    pipeline (or read) call and back.
 //!
 //! Adapters to outside systems sit behind cargo features so that a function compiles only
@@ -64,6 +64,8 @@ pub use postgres::MIGRATOR;
 pub mod api;
 #[cfg(all(feature = "postgres", feature = "lambda"))]
 pub mod authorizer;
+#[cfg(feature = "lambda")]
+pub mod cognito;
 #[cfg(feature = "lambda")]
 pub mod consumers;
 #[cfg(test)]

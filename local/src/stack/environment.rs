@@ -89,13 +89,48 @@ pub(super) fn write_env_file(path: &Path, env: &BTreeMap<String, String>) -> any
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    let text: String = env
+        .iter()
+        .map(|(k, v)| format!("{k}={}\n", env_file_value(v)))
+        .collect();
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// A value as the env file holds it: as is when it is plain, else quoted. cargo lambda's
+/// parser refuses an unquoted `=` in a value (a URL's query, `?sslmode=require`), and shells
+/// that `source` the file need quotes around spaces and `$`.
+fn env_file_value(value: &str) -> String {
+    let plain = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_-./:,@+%".contains(c));
+    if plain {
+        value.to_owned()
+    } else if !value.contains('\'') {
+        format!("'{value}'")
+    } else {
+        let escaped = value
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('$', "\\$");
+        format!("\"{escaped}\"")
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_file_values_with_equals_spaces_or_quotes_are_quoted() {
+        assert_eq!(env_file_value("alias/key-1"), "alias/key-1");
+        assert_eq!(env_file_value(""), "");
+        assert_eq!(
+            env_file_value("postgres://u@h/db?options=-c%20role%3Dapp"),
+            "'postgres://u@h/db?options=-c%20role%3Dapp'"
+        );
+        assert_eq!(env_file_value("a b"), "'a b'");
+        assert_eq!(env_file_value(r#"it's "$x""#), r#""it's \"\$x\"""#);
+    }
 
     #[test]
     fn one_environment_serves_every_function_and_local_values_win() {
