@@ -25,6 +25,8 @@ pub mod gateway;
 #[cfg(feature = "stack")]
 pub mod invoke;
 #[cfg(feature = "stack")]
+pub mod jwt;
+#[cfg(feature = "stack")]
 pub mod log;
 #[cfg(feature = "stack")]
 pub mod provision;

@@ -124,6 +124,22 @@ impl Incoming {
         params: &BTreeMap<String, String>,
         authorizer_context: Option<&Map<String, Value>>,
     ) -> ApiGatewayV2httpRequest {
+        let authorizer = authorizer_context.map(|fields| {
+            let mut authorizer = ApiGatewayRequestAuthorizer::default();
+            authorizer.fields = fields.clone().into_iter().collect();
+            authorizer
+        });
+        self.route_event_with(route_key, params, authorizer)
+    }
+
+    /// The event for a route's function with `authorizer` as `requestContext.authorizer`
+    /// (a Lambda authorizer's `lambda` context, or a JWT authorizer's `jwt` claims).
+    pub fn route_event_with(
+        &self,
+        route_key: &str,
+        params: &BTreeMap<String, String>,
+        authorizer: Option<ApiGatewayRequestAuthorizer>,
+    ) -> ApiGatewayV2httpRequest {
         let mut event = ApiGatewayV2httpRequest::default();
         event.version = Some("2.0".into());
         event.route_key = Some(route_key.to_owned());
@@ -135,11 +151,7 @@ impl Incoming {
         event.query_string_parameters = QueryMap::from(self.query());
         event.path_parameters = params.clone().into_iter().collect();
         event.request_context = self.request_context(route_key);
-        if let Some(fields) = authorizer_context {
-            let mut authorizer = ApiGatewayRequestAuthorizer::default();
-            authorizer.fields = fields.clone().into_iter().collect();
-            event.request_context.authorizer = Some(authorizer);
-        }
+        event.request_context.authorizer = authorizer;
         if !self.body.is_empty() {
             let textual = self.header("content-type").is_none_or(|t| is_textual(&t));
             match std::str::from_utf8(&self.body) {

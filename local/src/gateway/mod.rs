@@ -16,6 +16,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aws_lambda_events::apigw::{
+    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription,
+};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use http::StatusCode;
@@ -56,6 +59,8 @@ pub struct GatewayAuthorizer {
     pub simple_responses: bool,
     pub timeout: Duration,
     pub cache: Cache,
+    /// Set for a JWT authorizer, which runs no function.
+    pub jwt: Option<Arc<crate::jwt::JwtVerifier>>,
 }
 
 /// The gateway's state.
@@ -69,6 +74,27 @@ impl<I: Invoke> Gateway<I> {
     pub fn from_template(template: &Template, invoker: Arc<I>) -> Self {
         let mut authorizers = BTreeMap::new();
         for (id, a) in &template.authorizers {
+            if let Some(config) = &a.jwt {
+                // An issuer the local stack cannot reach leaves its routes unsupported (500).
+                let Ok(verifier) = crate::jwt::JwtVerifier::new(&config.issuer, &config.audience)
+                else {
+                    continue;
+                };
+                authorizers.insert(
+                    id.clone(),
+                    Arc::new(GatewayAuthorizer {
+                        name: a.name.clone(),
+                        binary: String::new(),
+                        identity_sources: a.identity_sources.clone(),
+                        ttl: Duration::ZERO,
+                        simple_responses: false,
+                        timeout: Duration::from_secs(10),
+                        cache: Cache::default(),
+                        jwt: Some(Arc::new(verifier)),
+                    }),
+                );
+                continue;
+            }
             let Some(function) = template.function(&a.function) else {
                 continue;
             };
@@ -83,6 +109,7 @@ impl<I: Invoke> Gateway<I> {
                     // API Gateway waits at most 10 s for an authorizer.
                     timeout: function.timeout.min(Duration::from_secs(10)),
                     cache: Cache::default(),
+                    jwt: None,
                 }),
             );
         }
@@ -204,10 +231,25 @@ async fn serve<'g, I: Invoke>(
             Some("the route's authorizer is not emulated".into()),
         );
     }
-    let mut context = None;
-    if let Some(auth) = &route.authorizer {
+    let mut granted = None;
+    if let Some(verifier) = route.authorizer.as_ref().and_then(|a| a.jwt.as_ref()) {
+        match verify_jwt(verifier, incoming).await {
+            Ok(jwt) => granted = Some(jwt),
+            Err(why) => {
+                return (
+                    gateway_error(StatusCode::UNAUTHORIZED, "Unauthorized", rid),
+                    function,
+                    Some(why),
+                );
+            }
+        }
+    } else if let Some(auth) = &route.authorizer {
         match authorize(gateway, auth, incoming, &route.route_key, &params).await {
-            Ok(Decision::Allow { context: c }) => context = Some(c),
+            Ok(Decision::Allow { context }) => {
+                let mut lambda = ApiGatewayRequestAuthorizer::default();
+                lambda.fields = context.into_iter().collect();
+                granted = Some(lambda);
+            }
             Ok(Decision::Deny) => {
                 return (
                     gateway_error(StatusCode::FORBIDDEN, "Forbidden", rid),
@@ -235,7 +277,7 @@ async fn serve<'g, I: Invoke>(
             }
         }
     }
-    let event = incoming.route_event(&route.route_key, &params, context.as_ref());
+    let event = incoming.route_event_with(&route.route_key, &params, granted);
     let payload = match events::payload(&event) {
         Ok(payload) => payload,
         Err(e) => {
@@ -277,6 +319,36 @@ async fn serve<'g, I: Invoke>(
             Some(e.to_string()),
         ),
     }
+}
+
+/// A JWT authorizer's check of the `Authorization` header: the `jwt` authorizer context, or
+/// why the request gets 401.
+async fn verify_jwt(
+    verifier: &crate::jwt::JwtVerifier,
+    incoming: &Incoming,
+) -> Result<ApiGatewayRequestAuthorizer, String> {
+    let started = Instant::now();
+    let Some(identity) = incoming.header("authorization").filter(|v| !v.is_empty()) else {
+        return Err("identity source missing".into());
+    };
+    let verified = verifier.verify(&identity).await;
+    let (outcome, text) = match &verified {
+        Ok(_) => (Outcome::Ok, "allow".to_owned()),
+        Err(why) => (Outcome::Warn, format!("deny: {why}")),
+    };
+    log::line(
+        Kind::Auth,
+        outcome,
+        &format!("JWT → {text}"),
+        Some(started.elapsed()),
+    );
+    let verified = verified.map_err(|why| format!("JWT refused: {why}"))?;
+    let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
+    jwt.claims = verified.claims;
+    jwt.scopes = verified.scopes;
+    let mut authorizer = ApiGatewayRequestAuthorizer::default();
+    authorizer.jwt = Some(jwt);
+    Ok(authorizer)
 }
 
 enum AuthFailure {
@@ -367,6 +439,7 @@ pub(crate) mod tests {
             simple_responses: true,
             timeout: Duration::from_secs(2),
             cache: Cache::default(),
+            jwt: None,
         })
     }
 
@@ -483,6 +556,92 @@ pub(crate) mod tests {
 
         assert_eq!(invoker.calls_to("echo").len(), 2);
         assert!(invoker.calls_to("boom").len() == 1);
+    }
+
+    /// The Cognito branch: a token signed by the issuer's (local) key reaches the route as the
+    /// `jwt` authorizer context, and TriggerIQ's own request code reads the tenant and the
+    /// scopes from it; a forged, expired or missing token stops at the gateway with 401.
+    #[tokio::test]
+    async fn a_signed_jwt_reaches_the_route_as_its_tenant_and_scopes_and_others_get_401() {
+        use crate::jwt::tests::{SIGNING_KEY, TENANT, claims, issuer, sign};
+        use jsonwebtoken::Algorithm;
+
+        let issuer = issuer().await;
+        let verifier =
+            crate::jwt::JwtVerifier::new(&issuer, &["app-client".to_owned()]).expect("verifier");
+        let auth = Arc::new(GatewayAuthorizer {
+            name: "cognito-jwt".into(),
+            binary: String::new(),
+            identity_sources: vec![IdentitySource::Header("authorization".into())],
+            ttl: Duration::ZERO,
+            simple_responses: false,
+            timeout: Duration::from_secs(2),
+            cache: Cache::default(),
+            jwt: Some(Arc::new(verifier)),
+        });
+        // The route runs TriggerIQ's request code on the event the gateway built.
+        let invoker = Arc::new(FakeInvoker::new(|binary, event| {
+            assert_eq!(binary, "whoami");
+            let request = lambda_http::request::from_str(&event.to_string()).map_err(|e| {
+                InvokeError::Function {
+                    error_type: "BadEvent".into(),
+                    message: e.to_string(),
+                }
+            })?;
+            let tenant = triggeriq::api::tenant(&request)
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            let scopes = triggeriq::api::scopes(&request).to_string();
+            Ok(
+                json!({"statusCode": 200, "headers": {"content-type": "application/json"},
+                      "body": json!({"tenant": tenant, "scopes": scopes}).to_string()}),
+            )
+        }));
+        let gateway = Gateway {
+            routes: vec![route("GET /whoami", "whoami", Some(auth))],
+            invoker: invoker.clone(),
+        };
+        let base = start(gateway).await;
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        let call = |authorization: Option<String>| {
+            let mut r = client.get(format!("{base}/whoami"));
+            if let Some(a) = authorization {
+                r = r.header("authorization", a);
+            }
+            r.send()
+        };
+
+        let token = sign(
+            &claims(&issuer),
+            SIGNING_KEY,
+            "jwt-signing-key",
+            Algorithm::RS256,
+        );
+        let r = call(Some(format!("Bearer {token}"))).await.expect("answer");
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.json_body().await,
+            json!({"tenant": TENANT, "scopes": "read admin"})
+        );
+
+        let mut expired = claims(&issuer);
+        expired["exp"] = json!(chrono::Utc::now().timestamp() - 5);
+        let expired = sign(&expired, SIGNING_KEY, "jwt-signing-key", Algorithm::RS256);
+        let mut forged = token.clone();
+        forged.push('A');
+        for refused in [Some(format!("Bearer {expired}")), Some(forged), None] {
+            let r = call(refused).await.expect("answer");
+            assert_eq!(r.status(), 401);
+            assert_eq!(r.json_body().await, json!({"message": "Unauthorized"}));
+        }
+        assert_eq!(
+            invoker.calls_to("whoami").len(),
+            1,
+            "only the valid token got through"
+        );
     }
 
     #[tokio::test]

@@ -41,16 +41,26 @@ pub enum IdentitySource {
     Query(String),
 }
 
-/// A Lambda REQUEST authorizer.
+/// A Lambda REQUEST authorizer, or a JWT authorizer (`jwt` set, no function).
 #[derive(Debug, Clone)]
 pub struct Authorizer {
     pub name: String,
+    /// The REQUEST authorizer's function (empty for a JWT authorizer).
     pub function: String,
+    /// `JwtConfiguration` of a JWT authorizer.
+    pub jwt: Option<JwtConfig>,
     pub identity_sources: Vec<IdentitySource>,
     /// `AuthorizerResultTtlInSeconds` (0: no caching).
     pub ttl: Duration,
     /// `EnableSimpleResponses`: `{isAuthorized, context}` rather than an IAM policy.
     pub simple_responses: bool,
+}
+
+/// A JWT authorizer's `JwtConfiguration`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtConfig {
+    pub issuer: String,
+    pub audience: Vec<String>,
 }
 
 impl Template {
@@ -111,6 +121,9 @@ impl Template {
         ids: &BTreeMap<String, String>,
     ) -> anyhow::Result<()> {
         let kind = self.string(ids, r.get("AuthorizerType"), &r.path("AuthorizerType"))?;
+        if kind.as_deref() == Some("JWT") {
+            return self.add_jwt_authorizer(r, ids);
+        }
         if kind.as_deref() != Some("REQUEST") {
             self.warnings.push(format!(
                 "{}: {kind:?} authorizers are not emulated; routes using it answer 500",
@@ -165,9 +178,52 @@ impl Template {
             Authorizer {
                 name,
                 function,
+                jwt: None,
                 identity_sources: sources,
                 ttl: Duration::from_secs(ttl),
                 simple_responses: simple,
+            },
+        );
+        Ok(())
+    }
+
+    /// A JWT authorizer: its issuer and audiences (the identity source is the
+    /// `Authorization` header, as API Gateway's default).
+    fn add_jwt_authorizer(
+        &mut self,
+        r: &Resource<'_>,
+        ids: &BTreeMap<String, String>,
+    ) -> anyhow::Result<()> {
+        let config = self
+            .json(ids, r.get("JwtConfiguration"), &r.path("JwtConfiguration"))?
+            .unwrap_or(Json::Null);
+        let issuer = config
+            .get("Issuer")
+            .and_then(Json::as_str)
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| ResolveError::new(&r.path("JwtConfiguration"), "needs an Issuer"))?
+            .to_owned();
+        let audience = match config.get("Audience") {
+            Some(Json::Array(list)) => list
+                .iter()
+                .filter_map(Json::as_str)
+                .map(str::to_owned)
+                .collect(),
+            Some(Json::String(one)) => vec![one.clone()],
+            _ => Vec::new(),
+        };
+        let name = self
+            .string(ids, r.get("Name"), &r.path("Name"))?
+            .unwrap_or_else(|| r.id.to_owned());
+        self.authorizers.insert(
+            r.id.to_owned(),
+            Authorizer {
+                name,
+                function: String::new(),
+                jwt: Some(JwtConfig { issuer, audience }),
+                identity_sources: vec![IdentitySource::Header("authorization".into())],
+                ttl: Duration::ZERO,
+                simple_responses: false,
             },
         );
         Ok(())
@@ -214,14 +270,14 @@ impl Template {
             .unwrap_or_else(|| "NONE".to_owned());
         let authorizer = match auth.as_str() {
             "NONE" => None,
-            "CUSTOM" => Some(self.reference(
+            "CUSTOM" | "JWT" => Some(self.reference(
                 ids,
                 r.get("AuthorizerId"),
                 &r.path("AuthorizerId"),
                 &["AWS::ApiGatewayV2::Authorizer"],
             )?),
             other => anyhow::bail!(
-                "{}: authorization type {other} is not emulated locally (only NONE and CUSTOM)",
+                "{}: authorization type {other} is not emulated locally (only NONE, CUSTOM and JWT)",
                 r.path("AuthorizationType")
             ),
         };
@@ -314,6 +370,43 @@ mod tests {
         // The Cognito authorizer's condition is false locally: it is not there at all.
         assert!(t.authorizers.values().all(|a| a.name != "cognito-jwt"));
         assert!(t.routes.iter().all(|r| r.authorizer.is_some()));
+    }
+
+    #[test]
+    fn with_a_cognito_issuer_every_route_is_behind_the_jwt_authorizer() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+        let overrides = BTreeMap::from([
+            (
+                "CognitoIssuerUrl".to_owned(),
+                "http://127.0.0.1:9/pool".to_owned(),
+            ),
+            ("CognitoAudience".to_owned(), "app-client".to_owned()),
+        ]);
+        let t = crate::template::Template::load(
+            std::path::Path::new(path),
+            "triggeriq-local",
+            &overrides,
+        )
+        .expect("template.yaml loads");
+        let (id, jwt) = t
+            .authorizers
+            .iter()
+            .find(|(_, a)| a.name == "cognito-jwt")
+            .expect("the JWT authorizer");
+        assert_eq!(
+            jwt.jwt,
+            Some(JwtConfig {
+                issuer: "http://127.0.0.1:9/pool".into(),
+                audience: vec!["app-client".into()],
+            })
+        );
+        assert!(!t.routes.is_empty());
+        assert!(
+            t.routes
+                .iter()
+                .all(|r| r.authorizer.as_deref() == Some(id.as_str())),
+            "every route uses it"
+        );
     }
 
     #[test]

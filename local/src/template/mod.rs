@@ -29,7 +29,7 @@ use anyhow::Context as _;
 use serde_json::Value as Json;
 use serde_yaml_ng::{Mapping, Value as Yaml};
 
-pub use self::api::{Authorizer, IdentitySource, Route, RouteMatch, parse_route_key};
+pub use self::api::{Authorizer, IdentitySource, JwtConfig, Route, RouteMatch, parse_route_key};
 pub use self::functions::Function;
 pub use self::queues::{QueueDef, QueueMapping};
 pub use self::schedules::{ScheduleDef, ScheduleKind};
