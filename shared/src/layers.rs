@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ("event", 0, "domain"),
     ("tenant", 0, "domain"),
     ("trigger", 0, "domain"),
+    ("condition", 0, "domain"),
     ("firing", 0, "domain"),
     ("delivery", 0, "domain"),
     ("webhook", 0, "domain"),

@@ -13,6 +13,7 @@
 //! Adapters to outside systems sit behind cargo features so that a function compiles only
 //! what it uses: `postgres` (sqlx), `lambda` (handlers), `aws` (DynamoDB, SQS, S3, KMS, Bedrock).
 
+pub mod condition;
 pub mod config;
 pub mod delivery;
 pub mod event;

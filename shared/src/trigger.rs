@@ -34,6 +34,7 @@ pub struct TriggerLimits {
     /// plain http and loopback only where the deployment allows them (local development).
     pub webhook_targets: TargetPolicy,
     pub pattern: PatternLimits,
+    pub condition: ConditionLimits,
 }
 
 impl Default for TriggerLimits {
@@ -49,55 +50,13 @@ impl Default for TriggerLimits {
             max_cooldown: Duration::from_secs(30 * 24 * 3600),
             webhook_targets: TargetPolicy::strict(),
             pattern: PatternLimits::default(),
+            condition: ConditionLimits::default(),
         }
     }
 }
 
+pub use crate::condition::{Condition, ConditionLimits};
 pub use crate::ids::{ActionId, TriggerId};
-
-/// When a matching event makes the trigger fire. Tagged by `kind`, so threshold, absence,
-/// sequence and anomaly conditions can join without changing stored triggers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Condition {
-    /// Every matching event fires (subject to the cooldown).
-    Every,
-}
-
-impl Condition {
-    const KINDS: &'static [&'static str] = &["every"];
-
-    fn parse(value: &Value, path: &str, problems: &mut Problems) -> Option<Self> {
-        let mut fields = Fields::of(value, path, problems)?;
-        let kind = match fields.required("kind", problems) {
-            Some(Value::String(kind)) => Some(kind.as_str()),
-            Some(other) => {
-                problems.push(
-                    fields.path_of("kind"),
-                    format!("must be a string, not {}", type_name(other)),
-                );
-                None
-            }
-            None => None,
-        };
-        let condition = match kind {
-            Some("every") => Some(Condition::Every),
-            Some(other) => {
-                problems.push(
-                    fields.path_of("kind"),
-                    format!(
-                        "unknown condition kind {other:?}; supported: {}",
-                        Self::KINDS.join(", ")
-                    ),
-                );
-                None
-            }
-            None => None,
-        };
-        fields.finish(problems);
-        condition
-    }
-}
 
 /// A validated webhook URL: absolute, https (http where the deployment allows it), with a
 /// host that may be a target and an allowed port, without credentials or fragment.
@@ -318,7 +277,7 @@ impl TriggerBody {
         });
         let condition = match fields.get("condition") {
             None | Some(Value::Null) => Some(Condition::Every),
-            Some(value) => Condition::parse(value, "$.condition", &mut problems),
+            Some(value) => Condition::parse(value, "$.condition", &limits.condition, &mut problems),
         };
         let cooldown = fields.opt_str("cooldown", &mut problems).and_then(|raw| {
             Cooldown::parse(raw, limits)

@@ -47,6 +47,7 @@ impl ApiConfig {
                     max_chars: env_or("MAX_PATTERN_CHARS", pattern_defaults.max_chars)?,
                     max_depth: env_or("MAX_PATTERN_DEPTH", pattern_defaults.max_depth)?,
                 },
+                condition: defaults.condition,
             },
         })
     }

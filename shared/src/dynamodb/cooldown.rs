@@ -78,6 +78,31 @@ impl CooldownLock {
         .await
     }
 
+    /// [`Self::try_acquire_for`] for one group of a trigger (`group` is the group's digest).
+    pub async fn try_acquire_group_for(
+        &self,
+        tenant: TenantId,
+        trigger: TriggerId,
+        group: &str,
+        owner: &EventId,
+        cooldown: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, DynamoError> {
+        if owner.is_empty() {
+            return Err(DynamoError::InvalidInput {
+                field: "owner",
+                reason: "must not be empty".to_owned(),
+            });
+        }
+        self.put(
+            key(tenant, trigger, Some(group))?,
+            cooldown,
+            now,
+            Some(owner.as_str()),
+        )
+        .await
+    }
+
     /// [`Self::try_acquire`] for one group of a trigger (for example one
     /// customer, when the trigger groups by `data.customer_id`).
     pub async fn try_acquire_group(

@@ -14,6 +14,7 @@
 //! | idempotency claim ([`idempotency`]) | `IDEM#<tenant>#<event id>` | `IDEM` | `state` (`pending`, `queued`), `expires_at`, `claimed_at`, `claim_token` |
 //! | rate limit ([`rate_limit`]) | `RATE#<tenant>` | `RATE` | `tat_us`, `expires_at` |
 //! | cooldown lock ([`cooldown`]) | `COOLDOWN#<tenant>#<trigger>[#<group>]` | `COOLDOWN` | `until_ms`, `expires_at`, `owner` (optional) |
+//! | threshold window ([`windows`]) | `WINDOW#<tenant>#<trigger>#<version>#<group digest>` | `WINDOW` | `epoch`, `reset_t`, `reset_id`, `group`, `expires_at`, one `e:<event digest>` map per counted event |
 //! | signing secrets ([`signing_secrets`]) | `SIGNING#<tenant>` | `SIGNING` | `sealed` (KMS envelope: `key`, `nonce`, `data`), `current_since`, `version` (no TTL) |
 //!
 //! Key components are escaped (`%` → `%25`, `#` → `%23`) so that a client-chosen
@@ -29,6 +30,7 @@ pub mod cooldown;
 pub mod idempotency;
 pub mod rate_limit;
 pub mod signing_secrets;
+pub mod windows;
 
 use std::collections::HashMap;
 
@@ -43,6 +45,7 @@ pub use rate_limit::{RateDecision, RateLimit, RateLimiter};
 pub use signing_secrets::{
     PreviousSecret, Rotation, SealOutcome, SecretsError, SigningSecretStore, TenantSecrets,
 };
+pub use windows::{Observed, WindowKey, WindowStore};
 
 /// Largest partition key DynamoDB accepts, in bytes.
 const MAX_PARTITION_KEY_BYTES: usize = 2048;

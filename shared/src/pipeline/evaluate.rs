@@ -30,14 +30,18 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound as _, Utc};
 use futures::StreamExt as _;
 
+use serde_json::Value;
+
 use super::StageError;
+use super::conditions::{Conditions, Outcome};
 use super::messages::EventMessage;
 use super::outbox::{Outbox, Outgoing};
 use super::trigger_cache::{CompiledTrigger, TriggerCache};
+use crate::condition::Threshold;
 use crate::config::EvaluateConfig;
 use crate::config::pipeline::{DELIVERY_BODY_THRESHOLD, EVENT_CLAIM_THRESHOLD};
 use crate::delivery::{DeliveryKey, NewDelivery};
-use crate::dynamodb::{CooldownLock, Table};
+use crate::dynamodb::{CooldownLock, Table, WindowStore};
 use crate::event::Event;
 use crate::firing::{FiredTrigger, Firing, WebhookPayload};
 use crate::ids::{DeliveryId, FiringId, Generation, TenantId, TriggerId};
@@ -59,6 +63,8 @@ pub struct Evaluation {
     pub fired: Vec<FiringId>,
     /// Matched triggers that did not fire because their cooldown was running.
     pub cooling_down: Vec<TriggerId>,
+    /// Matched triggers whose condition counted the event without being met yet.
+    pub in_progress: Vec<TriggerId>,
     /// Delivery messages this evaluation put on the queue.
     pub enqueued: usize,
     /// The event id was already kept from another receipt (reused after the idempotency
@@ -71,6 +77,7 @@ pub struct Evaluator {
     pub db: Database,
     pub cache: TriggerCache,
     cooldowns: CooldownLock,
+    conditions: Conditions,
     claims: ClaimCheck,
     outbox: Outbox,
     /// A delivery claimed for enqueueing longer ago than this, and still not on the queue, is
@@ -86,7 +93,8 @@ impl Evaluator {
         Ok(Self {
             db: clients.database()?,
             cache: TriggerCache::new(config.trigger_cache_max_age),
-            cooldowns: CooldownLock::new(table),
+            cooldowns: CooldownLock::new(table.clone()),
+            conditions: Conditions::new(WindowStore::new(table.clone()), CooldownLock::new(table)),
             claims: ClaimCheck::new(aws.s3.clone(), &config.bucket_name)
                 .with_threshold(EVENT_CLAIM_THRESHOLD),
             outbox: Outbox::new(
@@ -110,6 +118,7 @@ impl Evaluator {
             matched = evaluation.matched.len(),
             fired = evaluation.fired.len(),
             cooling_down = evaluation.cooling_down.len(),
+            in_progress = evaluation.in_progress.len(),
             enqueued = evaluation.enqueued,
             "event evaluated"
         );
@@ -145,21 +154,32 @@ impl Evaluator {
         }
         let existing = firings::for_event(pool, tenant, &event.id).await?;
         let already: HashSet<TriggerId> = existing.iter().map(|f| f.trigger.id).collect();
-        let candidates: Vec<&CompiledTrigger> = matched
+        let unfired: Vec<&CompiledTrigger> = matched
             .iter()
             .copied()
             .filter(|t| !already.contains(&t.id))
+            .collect();
+        let every = unfired
+            .iter()
+            .copied()
             .filter(|t| matches!(t.condition, Condition::Every))
             .collect();
-        let allowed = self
-            .take_cooldowns(
+        let mut allowed: Vec<(&CompiledTrigger, Value)> = self
+            .take_cooldowns(tenant, event, message.received_at, every, &mut evaluation)
+            .await?
+            .into_iter()
+            .map(|t| (t, Value::Array(Vec::new())))
+            .collect();
+        allowed.extend(
+            self.apply_conditions(
                 tenant,
                 event,
                 message.received_at,
-                candidates,
+                &unfired,
                 &mut evaluation,
             )
-            .await?;
+            .await?,
+        );
 
         let fresh = self
             .record_firings(tenant, message, &evaluation.matched, allowed)
@@ -237,14 +257,14 @@ impl Evaluator {
         tenant: TenantId,
         message: &EventMessage,
         matched: &[TriggerId],
-        allowed: Vec<&CompiledTrigger>,
+        allowed: Vec<(&CompiledTrigger, Value)>,
     ) -> Result<Vec<(Firing, Vec<NewDelivery>)>, StageError> {
         let event = &message.event;
         let matched_at = Utc::now().trunc_subsecs(6);
         let mut fresh = Vec::new();
         let mut tx = self.db.pool().await?.begin().await?;
         events::insert(&mut tx, tenant, event, message.received_at, matched).await?;
-        for trigger in allowed {
+        for (trigger, reasons) in allowed {
             let firing = Firing {
                 id: FiringId::new(),
                 trigger: FiredTrigger {
@@ -254,7 +274,7 @@ impl Evaluator {
                 },
                 event_id: event.id.clone(),
                 matched_at,
-                reasons: serde_json::json!([]),
+                reasons,
             };
             if !firings::insert(&mut tx, tenant, &firing).await? {
                 // A concurrent evaluation of this event fired it and sends its deliveries.
@@ -274,6 +294,57 @@ impl Evaluator {
         }
         tx.commit().await?;
         Ok(fresh)
+    }
+
+    /// The matched triggers with a condition over time, applied to the event: those that fire
+    /// now, with their reasons (see [`Conditions`]).
+    async fn apply_conditions<'t>(
+        &self,
+        tenant: TenantId,
+        event: &Event,
+        received_at: DateTime<Utc>,
+        unfired: &[&'t CompiledTrigger],
+        evaluation: &mut Evaluation,
+    ) -> Result<Vec<(&'t CompiledTrigger, Value)>, StageError> {
+        let thresholds: Vec<(&CompiledTrigger, &Threshold)> = unfired
+            .iter()
+            .filter_map(|t| match &t.condition {
+                Condition::Threshold(th) => Some((*t, th)),
+                Condition::Every => None,
+            })
+            .collect();
+        if thresholds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let document = serde_json::to_value(event).map_err(StageError::poison)?;
+        let document = &document;
+        let applications: Vec<_> = thresholds
+            .into_iter()
+            .map(|(trigger, threshold)| async move {
+                let outcome = self
+                    .conditions
+                    .threshold(tenant, trigger, threshold, event, document, received_at)
+                    .await;
+                (trigger, outcome)
+            })
+            .collect();
+        let outcomes: Vec<(
+            &CompiledTrigger,
+            Result<Outcome, crate::dynamodb::DynamoError>,
+        )> = futures::stream::iter(applications)
+            .buffered(LOCK_CONCURRENCY)
+            .collect()
+            .await;
+        let mut firing = Vec::new();
+        for (trigger, outcome) in outcomes {
+            match outcome? {
+                Outcome::Fire(reason) => firing.push((trigger, reason)),
+                Outcome::CoolingDown => evaluation.cooling_down.push(trigger.id),
+                Outcome::InProgress(_) => evaluation.in_progress.push(trigger.id),
+                Outcome::NotCounted => {}
+            }
+        }
+        Ok(firing)
     }
 
     /// The candidates whose cooldown (if any) lets them fire now.

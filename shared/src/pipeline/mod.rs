@@ -15,6 +15,8 @@
 
 pub mod messages;
 
+#[cfg(all(feature = "postgres", feature = "aws"))]
+pub mod conditions;
 #[cfg(all(feature = "aws", feature = "webhook-client"))]
 pub mod deliver;
 #[cfg(all(feature = "postgres", feature = "aws"))]

@@ -18,3 +18,4 @@ mod faults;
 mod http_client;
 mod sqs;
 mod webhook_delivery;
+mod windows;

@@ -1,0 +1,276 @@
+//! Conditions: when a trigger whose pattern matched actually fires.
+//!
+//! `every` fires on each matching event (subject to the cooldown). `threshold` counts the
+//! matching events of one group (`group_by`) over a sliding window of event time and fires when
+//! the count, the sum of a field or the number of distinct values of a field reaches its mark
+//! ([`threshold`]). Conditions are read from request bodies with [`Condition::parse`], which
+//! reports every problem with its JSON path; the stored form is the same JSON a client sends,
+//! read back through the same parser.
+//!
+//! Nothing here does I/O or reads a clock: the window logic takes event times as arguments, so
+//! tests run hours of event time in microseconds and the offline `triggeriq trigger test` runs
+//! the very code evaluate-events runs.
+
+pub mod path;
+pub mod threshold;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::json::{Fields, Problems, type_name};
+pub use path::{FieldPath, GroupBy, GroupKey};
+pub use threshold::{Measure, Threshold};
+
+/// Bounds on conditions; configurable per deployment like the other trigger limits.
+#[derive(Debug, Clone)]
+pub struct ConditionLimits {
+    /// Shortest `within` (1 second).
+    pub min_window: Duration,
+    /// Longest `within` (30 days).
+    pub max_window: Duration,
+}
+
+impl Default for ConditionLimits {
+    fn default() -> Self {
+        Self {
+            min_window: Duration::from_secs(1),
+            max_window: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// When a matching event makes the trigger fire. Stored as the JSON a client sends
+/// (`{"kind": "threshold", "count": 3, "within": "1h", "group_by": ["$.subject"]}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "Value", into = "Value")]
+pub enum Condition {
+    /// Every matching event fires (subject to the cooldown).
+    Every,
+    /// Enough matching events of one group within a sliding window of event time.
+    Threshold(Threshold),
+}
+
+impl Condition {
+    const KINDS: &'static [&'static str] = &["every", "threshold"];
+
+    /// Reads a condition from a request body at `path`, reporting every problem.
+    pub fn parse(
+        value: &Value,
+        path: &str,
+        limits: &ConditionLimits,
+        problems: &mut Problems,
+    ) -> Option<Self> {
+        let mut fields = Fields::of(value, path, problems)?;
+        let kind = match fields.required("kind", problems) {
+            Some(Value::String(kind)) => Some(kind.as_str()),
+            Some(other) => {
+                problems.push(
+                    fields.path_of("kind"),
+                    format!("must be a string, not {}", type_name(other)),
+                );
+                None
+            }
+            None => None,
+        };
+        let condition = match kind {
+            Some("every") => Some(Condition::Every),
+            Some("threshold") => {
+                Threshold::parse(&mut fields, limits, problems).map(Condition::Threshold)
+            }
+            Some(other) => {
+                problems.push(
+                    fields.path_of("kind"),
+                    format!(
+                        "unknown condition kind {other:?}; supported: {}",
+                        Self::KINDS.join(", ")
+                    ),
+                );
+                None
+            }
+            None => None,
+        };
+        fields.finish(problems);
+        condition
+    }
+
+    /// The condition's name, as in its `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Every => "every",
+            Self::Threshold(_) => "threshold",
+        }
+    }
+}
+
+impl TryFrom<Value> for Condition {
+    type Error = String;
+
+    /// The stored form, read with the widest limits (a condition stored under a deployment's
+    /// limits stays readable if they are later narrowed).
+    fn try_from(value: Value) -> Result<Self, Self::Error> {
+        let mut problems = Problems::default();
+        let limits = ConditionLimits {
+            min_window: Duration::from_millis(1),
+            max_window: Duration::from_secs(366 * 24 * 3600),
+        };
+        match Self::parse(&value, "$.condition", &limits, &mut problems) {
+            Some(c) if problems.is_empty() => Ok(c),
+            _ => Err(problems
+                .0
+                .iter()
+                .map(|p| format!("{}: {}", p.path, p.message))
+                .collect::<Vec<_>>()
+                .join("; ")),
+        }
+    }
+}
+
+impl From<Condition> for Value {
+    fn from(condition: Condition) -> Self {
+        let mut map = Map::new();
+        map.insert("kind".into(), condition.kind().into());
+        if let Condition::Threshold(t) = &condition {
+            t.write(&mut map);
+        }
+        Value::Object(map)
+    }
+}
+
+/// A length of event time written as text (`"90s"`, `"1h 30m"`, `"7d"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Span(Duration);
+
+impl Span {
+    /// Reads `raw` as a whole number of seconds (or milliseconds) within `[min, max]`.
+    pub fn parse(raw: &str, min: Duration, max: Duration) -> Result<Self, String> {
+        let duration = humantime::parse_duration(raw)
+            .map_err(|e| format!("is not a duration like \"90s\", \"10m\" or \"1h\" ({e})"))?;
+        if duration.subsec_nanos() % 1_000_000 != 0 {
+            return Err("must be a whole number of milliseconds".into());
+        }
+        if duration < min || duration > max {
+            return Err(format!(
+                "must be between {} and {}",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ));
+        }
+        Ok(Self(duration))
+    }
+
+    pub fn as_duration(self) -> Duration {
+        self.0
+    }
+
+    /// Whole milliseconds (every span is a whole number of them, and far below `i64::MAX`).
+    pub fn as_millis(self) -> i64 {
+        i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// The span as it reads (`"1h"`, `"1h 30m"`).
+    pub fn to_text(self) -> String {
+        humantime::format_duration(self.0).to_string()
+    }
+}
+
+/// Reads a required duration field of a condition.
+fn span_field<'a>(
+    fields: &mut Fields<'a>,
+    key: &'a str,
+    limits: &ConditionLimits,
+    problems: &mut Problems,
+) -> Option<Span> {
+    let path = fields.path_of(key);
+    match fields.required(key, problems)? {
+        Value::String(raw) => Span::parse(raw, limits.min_window, limits.max_window)
+            .map_err(|m| problems.push(path, m))
+            .ok(),
+        other => {
+            problems.push(
+                path,
+                format!(
+                    "must be a duration string like \"1h\", not {}",
+                    type_name(other)
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Reads an optional `group_by` field (absent or `[]`: one group for the whole trigger).
+fn group_by_field<'a>(fields: &mut Fields<'a>, problems: &mut Problems) -> Option<GroupBy> {
+    let path = fields.path_of("group_by");
+    match fields.get("group_by") {
+        None | Some(Value::Null) => Some(GroupBy::default()),
+        Some(value) => GroupBy::parse(value, &path, problems),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn parse(value: Value) -> Result<Condition, Vec<(String, String)>> {
+        let mut problems = Problems::default();
+        let parsed = Condition::parse(
+            &value,
+            "$.condition",
+            &ConditionLimits::default(),
+            &mut problems,
+        );
+        match parsed {
+            Some(c) if problems.is_empty() => Ok(c),
+            _ => Err(problems
+                .0
+                .into_iter()
+                .map(|p| (p.path, p.message))
+                .collect()),
+        }
+    }
+
+    #[test]
+    fn every_is_the_plain_condition() {
+        assert_eq!(parse(json!({"kind": "every"})), Ok(Condition::Every));
+    }
+
+    #[test]
+    fn the_stored_form_is_the_form_a_client_sends() {
+        let sent = json!({"kind": "threshold", "count": 3, "within": "1h",
+                          "group_by": ["$.data.customer.id"]});
+        let condition = parse(sent.clone()).expect("valid");
+        let stored = serde_json::to_value(&condition).expect("serialises");
+        assert_eq!(stored, sent);
+        let back: Condition = serde_json::from_value(stored).expect("reads back");
+        assert_eq!(back, condition);
+    }
+
+    #[test]
+    fn an_unknown_kind_names_the_supported_ones() {
+        let problems = parse(json!({"kind": "sometimes"})).unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].0, "$.condition.kind");
+        assert!(problems[0].1.contains("every, threshold"), "{problems:?}");
+    }
+
+    #[test]
+    fn spans_are_whole_milliseconds_within_bounds() {
+        let (min, max) = (Duration::from_secs(1), Duration::from_secs(86_400));
+        assert_eq!(
+            Span::parse("1h 30m", min, max).map(|s| s.as_millis()),
+            Ok(5_400_000)
+        );
+        assert_eq!(
+            Span::parse("90s", min, max).map(Span::to_text),
+            Ok("1m 30s".into())
+        );
+        assert!(Span::parse("0s", min, max).is_err());
+        assert!(Span::parse("2d", min, max).is_err());
+        assert!(Span::parse("1500us", min, max).is_err());
+        assert!(Span::parse("soon", min, max).is_err());
+    }
+}
