@@ -13,9 +13,11 @@
 //! time, then id: arrival order does not matter. The condition is met for event `e` when some
 //! span of `within` (both ends included) that contains `e` holds enough *live* entries: the
 //! count reaches `count`, the sum of the field reaches `at_least`, or the number of distinct
-//! values reaches `at_least`. The firing consumes the span's entries (the window starts again):
-//! each event counts toward at most one firing, and an event that arrives late still counts
-//! with the live events within `within` of it.
+//! values reaches `at_least`. Of such spans, the firing takes the one that ends first, as short
+//! as it can be (`count` events exactly; for sum and distinct, the newest events of the span
+//! that reach the mark), and consumes its entries: the window starts again, each event counts
+//! toward at most one firing, and an event that arrives late still counts with the live events
+//! within `within` of it.
 //!
 //! Only an event inside the crossing span can fire it. Of two evaluations that both see the
 //! crossing, the store lets the one whose write comes first fire ([`Window::epoch`] is the
@@ -192,25 +194,38 @@ impl Threshold {
         }
     }
 
-    /// The span that `event` completes, if the condition is met for it now.
+    /// The span that `event` completes, if the condition is met for it now: of the spans of
+    /// live entries that contain it and fit in `within`, the one that ends first, as short as
+    /// it can be (a firing consumes only what it needed: `count` events exactly, or the
+    /// newest events of the span whose sum or distinct values reach the mark).
     pub fn crossing(&self, window: &Window, event: &EventId) -> Option<Crossing> {
         let live = window.live();
         let idx = live.iter().position(|(id, _)| *id == event)?;
         let within = self.within.as_millis();
         for j in idx..live.len() {
             let end = live[j].1.at_ms;
-            let start = live.partition_point(|(_, e)| e.at_ms < end.saturating_sub(within));
-            if start > idx {
+            let earliest = live.partition_point(|(_, e)| e.at_ms < end.saturating_sub(within));
+            if earliest > idx {
                 break;
             }
-            let span = &live[start..=j];
-            let reached = self.measure.of(span);
-            if reached.meets(&self.measure) {
+            let start = match &self.measure {
+                Measure::Count(n) => {
+                    let n = usize::try_from(*n).unwrap_or(usize::MAX);
+                    (j + 1)
+                        .checked_sub(n)
+                        .filter(|s| (earliest..=idx).contains(s))
+                }
+                _ => (earliest..=idx)
+                    .rev()
+                    .find(|s| self.measure.of(&live[*s..=j]).meets(&self.measure)),
+            };
+            if let Some(start) = start {
+                let span = &live[start..=j];
                 return Some(Crossing {
                     events: span.iter().map(|(id, _)| (*id).clone()).collect(),
                     from_ms: live[start].1.at_ms,
                     to_ms: end,
-                    reached,
+                    reached: self.measure.of(span),
                 });
             }
         }
@@ -661,11 +676,8 @@ mod tests {
                 ("d", 26 * 60, json!({"amount": 400})),
             ],
         );
-        // a + b = 450.5; by c, a has left the day; b + c + d = 750.5.
-        assert_eq!(
-            fired,
-            [("d".to_owned(), vec!["b".to_owned(), "c".into(), "d".into()])]
-        );
+        // a + b = 450.5; by c, a has left the day; c + d = 500 is all the firing needs.
+        assert_eq!(fired, [("d".to_owned(), vec!["c".to_owned(), "d".into()])]);
     }
 
     #[test]

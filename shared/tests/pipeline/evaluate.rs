@@ -501,3 +501,174 @@ async fn an_id_reused_after_the_window_is_not_evaluated_and_the_event_says_so(po
     );
     assert_eq!(count(&pool, "SELECT count(*) FROM firings").await, 1);
 }
+
+fn failing_payments(customer_events: &[(&str, &str, u32)]) -> Value {
+    let events: Vec<Value> = customer_events
+        .iter()
+        .map(|(id, customer, minute)| {
+            json!({"id": id, "type": "payment.failed",
+                   "time": format!("2026-04-01T09:{minute:02}:00Z"),
+                   "data": {"customer": customer}})
+        })
+        .collect();
+    json!({ "events": events })
+}
+
+fn three_in_an_hour() -> Value {
+    json!({
+        "name": "Payments failing",
+        "pattern": {"type": ["payment.failed"]},
+        "condition": {"kind": "threshold", "count": 3, "within": "1h",
+                      "group_by": ["$.data.customer"]},
+        "actions": [{"url": "https://hooks.example.com/a"}]
+    })
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn three_failed_payments_of_one_customer_within_an_hour_fire_once_each_time_however_delivered(
+    pool: PgPool,
+) {
+    let stack = Stack::new(pool.clone()).await;
+    let t = stack.tenant().await;
+    let trigger = stack.trigger(t, three_in_an_hour()).await;
+    let messages = ingested(
+        &stack,
+        t,
+        failing_payments(&[
+            ("a1", "A", 0),
+            ("b1", "B", 1),
+            ("a2", "A", 5),
+            ("a3", "A", 10),
+            ("b2", "B", 12),
+            ("a4", "A", 20),
+            ("a5", "A", 30),
+            ("a6", "A", 40),
+            ("a7", "A", 50),
+        ]),
+    )
+    .await;
+    // Two containers take the whole batch at once, then SQS delivers it once more.
+    let (x, y) = (stack.evaluator(), stack.evaluator());
+    let (rx, ry) = tokio::join!(
+        process_batch(
+            &x,
+            sqs_event(&messages),
+            evaluate::CONCURRENCY,
+            evaluate::handle
+        ),
+        process_batch(
+            &y,
+            sqs_event(&messages),
+            evaluate::CONCURRENCY,
+            evaluate::handle
+        ),
+    );
+    assert!(failures(rx).is_empty());
+    assert!(failures(ry).is_empty());
+    let again = process_batch(
+        &x,
+        sqs_event(&messages),
+        evaluate::CONCURRENCY,
+        evaluate::handle,
+    )
+    .await;
+    assert!(failures(again).is_empty());
+
+    let listed = firings::list(&pool, t, &Default::default(), 50)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.len(),
+        2,
+        "seven of A's: two crossings; two of B's: none"
+    );
+    let mut counted = std::collections::HashSet::new();
+    for firing in &listed {
+        assert_eq!(firing.trigger.id, trigger.id);
+        assert_eq!(firing.reasons["condition"], "threshold");
+        assert_eq!(firing.reasons["group"], json!(["A"]));
+        assert_eq!(firing.reasons["within"], "1h");
+        let ids = firing.reasons["event_ids"].as_array().unwrap();
+        assert!(ids.len() >= 3, "{}", firing.reasons);
+        assert!(
+            ids.contains(&json!(firing.event_id.as_str())),
+            "the firer is in its span"
+        );
+        for id in ids {
+            assert!(counted.insert(id.clone()), "{id} counted twice");
+        }
+    }
+    assert_eq!(count(&pool, "SELECT count(*) FROM deliveries").await, 2);
+    assert_eq!(stack.take(&stack.deliveries_queue, 2).await.len(), 2);
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn a_threshold_firing_written_to_its_window_is_recorded_by_the_redelivery_after_a_crash(
+    pool: PgPool,
+) {
+    use triggeriq::condition::Condition;
+    use triggeriq::dynamodb::WindowStore;
+    use triggeriq::pipeline::conditions::{Conditions, Outcome};
+
+    let stack = Stack::new(pool.clone()).await;
+    let t = stack.tenant().await;
+    stack.trigger(t, three_in_an_hour()).await;
+    let evaluator = stack.evaluator();
+    let messages = ingested(
+        &stack,
+        t,
+        failing_payments(&[("a1", "A", 0), ("a2", "A", 5), ("a3", "A", 10)]),
+    )
+    .await;
+    let mut parsed = Vec::new();
+    for m in &messages {
+        parsed.push(message_of(&stack, m).await);
+    }
+    parsed.sort_by(|a, b| a.event.id.as_str().cmp(b.event.id.as_str()));
+    for m in &parsed[..2] {
+        let e = evaluator.evaluate(m).await.unwrap();
+        assert_eq!(e.in_progress.len(), 1, "{e:?}");
+    }
+    // The first evaluation of a3 writes the firing to the window, then dies before Postgres.
+    let pool_ref = evaluator.db.pool().await.unwrap();
+    let compiled = evaluator.cache.get(pool_ref, t).await.unwrap().unwrap();
+    let event = &parsed[2].event;
+    let bytes = serde_json::to_vec(event).unwrap();
+    let matched = compiled.matching(&bytes).unwrap();
+    let Condition::Threshold(threshold) = &matched[0].condition else {
+        panic!("a threshold trigger");
+    };
+    let table = Table::new(stack.clients.dynamodb.clone(), &stack.table);
+    let conditions = Conditions::new(WindowStore::new(table.clone()), CooldownLock::new(table));
+    let document = serde_json::to_value(event).unwrap();
+    let died = conditions
+        .threshold(
+            t,
+            matched[0],
+            threshold,
+            event,
+            &document,
+            parsed[2].received_at,
+        )
+        .await
+        .unwrap();
+    let Outcome::Fire(reason) = died else {
+        panic!("the third fires: {died:?}");
+    };
+    assert_eq!(count(&pool, "SELECT count(*) FROM firings").await, 0);
+
+    // SQS delivers a3 again: the firing is recorded, with the reason the window kept.
+    let redelivered = evaluator.evaluate(&parsed[2]).await.unwrap();
+    assert_eq!(redelivered.fired.len(), 1);
+    let fired = firings::for_event(&pool, t, &EventId::new("a3"))
+        .await
+        .unwrap();
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0].reasons, reason);
+    assert_eq!(reason["event_ids"], json!(["a1", "a2", "a3"]));
+    // And once more: still one firing, one delivery.
+    let third = evaluator.evaluate(&parsed[2]).await.unwrap();
+    assert!(third.fired.is_empty());
+    assert_eq!(count(&pool, "SELECT count(*) FROM firings").await, 1);
+    assert_eq!(count(&pool, "SELECT count(*) FROM deliveries").await, 1);
+}
