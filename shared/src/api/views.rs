@@ -172,6 +172,10 @@ pub struct EventView {
     pub evaluated_at: DateTime<Utc>,
     /// Every enabled trigger whose pattern matched, whether or not it fired.
     pub matched_trigger_ids: Vec<TriggerId>,
+    /// For each matched trigger, what became of the event: `fired` (with the firing's id),
+    /// `cooling_down`, `in_progress` (with how far its condition is), `not_counted` (with
+    /// why), or `not_fired` for events kept before outcomes were recorded.
+    pub matched: Vec<Value>,
     pub firings: Vec<FiringView>,
     /// Later receipts of the same id, after the idempotency window: accepted by ingest, not
     /// evaluated again (an id names one event).
@@ -193,6 +197,22 @@ impl EventView {
             event: stored.event,
             received_at: stored.received_at,
             evaluated_at: stored.evaluated_at,
+            matched: stored
+                .matched_trigger_ids
+                .iter()
+                .map(|id| {
+                    let fired = firings.iter().find(|f| f.trigger.id == *id);
+                    let mut note = match (fired, stored.outcomes.get(id.to_string())) {
+                        (Some(f), _) => serde_json::json!({"outcome": "fired", "firing_id": f.id}),
+                        (None, Some(note)) => note.clone(),
+                        (None, None) => serde_json::json!({"outcome": "not_fired"}),
+                    };
+                    if let Some(map) = note.as_object_mut() {
+                        map.insert("trigger_id".into(), serde_json::json!(id));
+                    }
+                    note
+                })
+                .collect(),
             matched_trigger_ids: stored.matched_trigger_ids,
             firings: firings.into_iter().map(Into::into).collect(),
             later_receipts: stored

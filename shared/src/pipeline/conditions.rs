@@ -43,9 +43,9 @@ pub enum Outcome {
     CoolingDown,
     /// Counted; not (yet) enough. The value says how far the group is.
     InProgress(Value),
-    /// The event does not take part: no group (a `group_by` field is missing), or nothing
-    /// to count (a summed field that is not a number).
-    NotCounted,
+    /// The event does not take part, for the reason given: no group (a `group_by` field is
+    /// missing), or nothing to count (a summed field that is not a number).
+    NotCounted(&'static str),
 }
 
 /// Threshold windows and cooldowns, for evaluate-events.
@@ -53,6 +53,23 @@ pub enum Outcome {
 pub struct Conditions {
     windows: WindowStore,
     cooldowns: CooldownLock,
+}
+
+impl Outcome {
+    /// How `GET /v1/events/{id}` shows an outcome that did not fire (`None` for a firing,
+    /// which the event's firings show).
+    pub fn note(&self) -> Option<Value> {
+        match self {
+            Self::Fire(_) => None,
+            Self::CoolingDown => Some(serde_json::json!({"outcome": "cooling_down"})),
+            Self::InProgress(progress) => {
+                Some(serde_json::json!({"outcome": "in_progress", "progress": progress}))
+            }
+            Self::NotCounted(reason) => {
+                Some(serde_json::json!({"outcome": "not_counted", "reason": reason}))
+            }
+        }
+    }
 }
 
 impl Conditions {
@@ -72,10 +89,14 @@ impl Conditions {
         received_at: DateTime<Utc>,
     ) -> Result<Outcome, DynamoError> {
         let Some(group) = threshold.group_by.key_of(document) else {
-            return Ok(Outcome::NotCounted);
+            return Ok(Outcome::NotCounted(
+                "no group: a group_by field is missing or null (or its values exceed 1 KB)",
+            ));
         };
         let Some(sample) = threshold.sample(document) else {
-            return Ok(Outcome::NotCounted);
+            return Ok(Outcome::NotCounted(
+                "nothing to count: the measured field is missing, null, or not a number for a sum",
+            ));
         };
         let key = WindowKey {
             tenant,

@@ -65,6 +65,9 @@ pub struct Evaluation {
     pub cooling_down: Vec<TriggerId>,
     /// Matched triggers whose condition counted the event without being met yet.
     pub in_progress: Vec<TriggerId>,
+    /// What each matched trigger that did not fire made of the event (kept with the event,
+    /// shown by `GET /v1/events/{id}`).
+    pub notes: Vec<(TriggerId, Value)>,
     /// Delivery messages this evaluation put on the queue.
     pub enqueued: usize,
     /// The event id was already kept from another receipt (reused after the idempotency
@@ -181,8 +184,13 @@ impl Evaluator {
             .await?,
         );
 
+        let notes: serde_json::Map<String, Value> = evaluation
+            .notes
+            .iter()
+            .map(|(id, note)| (id.to_string(), note.clone()))
+            .collect();
         let fresh = self
-            .record_firings(tenant, message, &evaluation.matched, allowed)
+            .record_firings(tenant, message, &evaluation.matched, &notes.into(), allowed)
             .await?;
         evaluation.fired = fresh.iter().map(|(f, _)| f.id).collect();
 
@@ -257,13 +265,14 @@ impl Evaluator {
         tenant: TenantId,
         message: &EventMessage,
         matched: &[TriggerId],
+        notes: &Value,
         allowed: Vec<(&CompiledTrigger, Value)>,
     ) -> Result<Vec<(Firing, Vec<NewDelivery>)>, StageError> {
         let event = &message.event;
         let matched_at = Utc::now().trunc_subsecs(6);
         let mut fresh = Vec::new();
         let mut tx = self.db.pool().await?.begin().await?;
-        events::insert(&mut tx, tenant, event, message.received_at, matched).await?;
+        events::insert(&mut tx, tenant, event, message.received_at, matched, notes).await?;
         for (trigger, reasons) in allowed {
             let firing = Firing {
                 id: FiringId::new(),
@@ -337,11 +346,15 @@ impl Evaluator {
             .await;
         let mut firing = Vec::new();
         for (trigger, outcome) in outcomes {
-            match outcome? {
+            let outcome = outcome?;
+            evaluation
+                .notes
+                .extend(outcome.note().map(|n| (trigger.id, n)));
+            match outcome {
                 Outcome::Fire(reason) => firing.push((trigger, reason)),
                 Outcome::CoolingDown => evaluation.cooling_down.push(trigger.id),
                 Outcome::InProgress(_) => evaluation.in_progress.push(trigger.id),
-                Outcome::NotCounted => {}
+                Outcome::NotCounted(_) => {}
             }
         }
         Ok(firing)
@@ -381,7 +394,12 @@ impl Evaluator {
         for (trigger, decision) in decisions {
             match decision? {
                 true => allowed.push(trigger),
-                false => evaluation.cooling_down.push(trigger.id),
+                false => {
+                    evaluation.cooling_down.push(trigger.id);
+                    evaluation
+                        .notes
+                        .extend(Outcome::CoolingDown.note().map(|n| (trigger.id, n)));
+                }
             }
         }
         Ok(allowed)

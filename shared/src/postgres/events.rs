@@ -22,6 +22,8 @@ pub struct StoredEvent {
     pub matched_trigger_ids: Vec<TriggerId>,
     /// When the same id came again after the idempotency window and was not evaluated.
     pub reused_at: Vec<DateTime<Utc>>,
+    /// What each matched trigger that did not fire made of the event, by trigger id.
+    pub outcomes: Value,
 }
 
 /// When the kept event `id` was received, if it is kept.
@@ -46,12 +48,13 @@ pub async fn insert(
     event: &Event,
     received_at: DateTime<Utc>,
     matched_trigger_ids: &[TriggerId],
+    outcomes: &Value,
 ) -> sqlx::Result<bool> {
     let matched: Vec<_> = matched_trigger_ids.iter().map(|t| t.0).collect();
     let done = sqlx::query!(
         r#"INSERT INTO events (tenant_id, id, type, source, subject, time, data, attributes,
-                              received_at, matched_trigger_ids)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                              received_at, matched_trigger_ids, outcomes)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
            ON CONFLICT (tenant_id, id) DO NOTHING"#,
         tenant.0,
         event.id.as_str(),
@@ -62,7 +65,8 @@ pub async fn insert(
         event.data.as_ref().map(Json) as _,
         Json(&event.attributes) as _,
         received_at,
-        &matched
+        &matched,
+        outcomes
     )
     .execute(conn)
     .await?;
@@ -81,7 +85,7 @@ pub async fn get(
                   data AS "data: Json<RawJson>",
                   attributes AS "attributes: Json<BTreeMap<String, Value>>", received_at,
                   evaluated_at, matched_trigger_ids AS "matched_trigger_ids: Vec<TriggerId>",
-                  reused_at
+                  reused_at, outcomes
            FROM events WHERE tenant_id = $1 AND id = $2"#,
         tenant.0,
         id
@@ -102,6 +106,7 @@ pub async fn get(
         evaluated_at: r.evaluated_at,
         matched_trigger_ids: r.matched_trigger_ids,
         reused_at: r.reused_at,
+        outcomes: r.outcomes,
     }))
 }
 

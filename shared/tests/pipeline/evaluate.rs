@@ -267,6 +267,16 @@ async fn a_cooldown_stops_later_events_but_never_the_redelivery_of_its_own(pool:
     let second = evaluator.evaluate(&b).await.unwrap();
     assert!(second.fired.is_empty());
     assert_eq!(second.cooling_down, vec![hourly.id]);
+    let shown = call(
+        &stack.reads(),
+        event_routes::get,
+        Req::new("get-event", t).id("b"),
+    )
+    .await;
+    assert_eq!(
+        shown.body["matched"],
+        json!([{"trigger_id": hourly.id, "outcome": "cooling_down"}])
+    );
     let kept = events::get(&pool, t, "b").await.unwrap().unwrap();
     assert_eq!(
         kept.matched_trigger_ids,
@@ -629,6 +639,23 @@ async fn a_threshold_firing_written_to_its_window_is_recorded_by_the_redelivery_
         let e = evaluator.evaluate(m).await.unwrap();
         assert_eq!(e.in_progress.len(), 1, "{e:?}");
     }
+    // "Why didn't it fire?": the event says how far the condition is.
+    let answer = call(
+        &stack.reads(),
+        event_routes::get,
+        Req::new("get-event", t).id("a2"),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.body["matched"][0]["outcome"], "in_progress",
+        "{}",
+        answer.body
+    );
+    assert_eq!(
+        answer.body["matched"][0]["progress"],
+        json!({"reached": 2, "of": 3, "within": "1h"})
+    );
     // The first evaluation of a3 writes the firing to the window, then dies before Postgres.
     let pool_ref = evaluator.db.pool().await.unwrap();
     let compiled = evaluator.cache.get(pool_ref, t).await.unwrap().unwrap();
