@@ -31,6 +31,7 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ("pipeline", 3, "pipeline"),
     ("api", 4, "edges"),
     ("consumers", 4, "edges"),
+    ("schedules", 4, "edges"),
     ("authorizer", 4, "edges"),
     ("cognito", 4, "edges"),
 ];

@@ -7,7 +7,7 @@
 //! 2. adapters: [`postgres`], [`dynamodb`], [`sqs`], [`s3`], [`kms`], with [`aws`], [`sdk_http`],
 //!    [`tls`] and [`wiring`], the handles a container holds;
 //! 3. [`pipeline`]: each stage's decisions;
-//! 4. edges: [`api`], [`consumers`], [`authorizer`], [`cognito`], which translate Lambda events into one
+//! 4. edges: [`api`], [`consumers`], [`schedules`], [`authorizer`], [`cognito`], which translate Lambda events into one
 //!    pipeline (or read) call and back.
 //!
 //! Adapters to outside systems sit behind cargo features so that a function compiles only
@@ -71,5 +71,7 @@ pub mod cognito;
 pub mod consumers;
 #[cfg(test)]
 mod layers;
+#[cfg(all(feature = "postgres", feature = "aws", feature = "lambda"))]
+pub mod schedules;
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -13,6 +13,7 @@
 
 pub mod path;
 pub mod threshold;
+pub mod timed;
 
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use serde_json::{Map, Value};
 use crate::json::{Fields, Problems, type_name};
 pub use path::{FieldPath, GroupBy, GroupKey};
 pub use threshold::{Measure, Threshold};
+pub use timed::{Absence, Debounce, Deliver, Seen, Step, Timed, TimerFiring, TimerState};
 
 /// Bounds on conditions; configurable per deployment like the other trigger limits.
 #[derive(Debug, Clone)]
@@ -30,6 +32,9 @@ pub struct ConditionLimits {
     pub min_window: Duration,
     /// Longest `within` (30 days).
     pub max_window: Duration,
+    /// Shortest `quiet`, `max_wait` and `every` (1 minute: evaluate-timers runs every minute;
+    /// the local stack lowers it so tests can run on seconds).
+    pub min_timer: Duration,
 }
 
 impl Default for ConditionLimits {
@@ -37,6 +42,7 @@ impl Default for ConditionLimits {
         Self {
             min_window: Duration::from_secs(1),
             max_window: Duration::from_secs(30 * 24 * 3600),
+            min_timer: Duration::from_secs(60),
         }
     }
 }
@@ -50,10 +56,14 @@ pub enum Condition {
     Every,
     /// Enough matching events of one group within a sliding window of event time.
     Threshold(Threshold),
+    /// Once per burst of a group's events, when the burst is over.
+    Debounce(Debounce),
+    /// When a group that has been seen stops sending (and when it comes back).
+    Absence(Absence),
 }
 
 impl Condition {
-    const KINDS: &'static [&'static str] = &["every", "threshold"];
+    const KINDS: &'static [&'static str] = &["every", "threshold", "debounce", "absence"];
 
     /// Reads a condition from a request body at `path`, reporting every problem.
     pub fn parse(
@@ -79,6 +89,12 @@ impl Condition {
             Some("threshold") => {
                 Threshold::parse(&mut fields, limits, problems).map(Condition::Threshold)
             }
+            Some("debounce") => {
+                Debounce::parse(&mut fields, limits, problems).map(Condition::Debounce)
+            }
+            Some("absence") => {
+                Absence::parse(&mut fields, limits, problems).map(Condition::Absence)
+            }
             Some(other) => {
                 problems.push(
                     fields.path_of("kind"),
@@ -100,6 +116,17 @@ impl Condition {
         match self {
             Self::Every => "every",
             Self::Threshold(_) => "threshold",
+            Self::Debounce(_) => "debounce",
+            Self::Absence(_) => "absence",
+        }
+    }
+
+    /// The condition as a deadline condition, if it is one.
+    pub fn timed(&self) -> Option<Timed<'_>> {
+        match self {
+            Self::Debounce(d) => Some(Timed::Debounce(d)),
+            Self::Absence(a) => Some(Timed::Absence(a)),
+            Self::Every | Self::Threshold(_) => None,
         }
     }
 }
@@ -114,6 +141,7 @@ impl TryFrom<Value> for Condition {
         let limits = ConditionLimits {
             min_window: Duration::from_millis(1),
             max_window: Duration::from_secs(366 * 24 * 3600),
+            min_timer: Duration::from_millis(1),
         };
         match Self::parse(&value, "$.condition", &limits, &mut problems) {
             Some(c) if problems.is_empty() => Ok(c),
@@ -131,8 +159,11 @@ impl From<Condition> for Value {
     fn from(condition: Condition) -> Self {
         let mut map = Map::new();
         map.insert("kind".into(), condition.kind().into());
-        if let Condition::Threshold(t) = &condition {
-            t.write(&mut map);
+        match &condition {
+            Condition::Every => {}
+            Condition::Threshold(t) => t.write(&mut map),
+            Condition::Debounce(d) => d.write(&mut map),
+            Condition::Absence(a) => a.write(&mut map),
         }
         Value::Object(map)
     }
@@ -158,6 +189,13 @@ impl Span {
             ));
         }
         Ok(Self(duration))
+    }
+
+    /// No time at all (an absence's default `grace`).
+    pub const ZERO: Span = Span(Duration::ZERO);
+
+    pub fn as_chrono(self) -> chrono::Duration {
+        chrono::Duration::milliseconds(self.as_millis())
     }
 
     pub fn as_duration(self) -> Duration {
@@ -254,7 +292,12 @@ mod tests {
         let problems = parse(json!({"kind": "sometimes"})).unwrap_err();
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].0, "$.condition.kind");
-        assert!(problems[0].1.contains("every, threshold"), "{problems:?}");
+        assert!(
+            problems[0]
+                .1
+                .contains("every, threshold, debounce, absence"),
+            "{problems:?}"
+        );
     }
 
     #[test]

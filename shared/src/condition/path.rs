@@ -181,6 +181,12 @@ pub struct GroupKey {
 }
 
 impl GroupKey {
+    /// The group of stored values (as [`Self::values`] gave them).
+    pub fn from_values(values: Vec<Value>) -> Self {
+        let text = Value::Array(values.clone()).to_string();
+        Self { values, text }
+    }
+
     pub fn values(&self) -> &[Value] {
         &self.values
     }

@@ -34,22 +34,36 @@ use serde_json::Value;
 
 use super::StageError;
 use super::conditions::{Conditions, Outcome};
+use super::fire::{self, Fresh};
 use super::messages::EventMessage;
 use super::outbox::{Outbox, Outgoing};
+use super::timers;
 use super::trigger_cache::{CompiledTrigger, TriggerCache};
 use crate::condition::Threshold;
 use crate::config::EvaluateConfig;
 use crate::config::pipeline::{DELIVERY_BODY_THRESHOLD, EVENT_CLAIM_THRESHOLD};
-use crate::delivery::{DeliveryKey, NewDelivery};
 use crate::dynamodb::{CooldownLock, Table, WindowStore};
 use crate::event::Event;
-use crate::firing::{FiredTrigger, Firing, WebhookPayload};
-use crate::ids::{DeliveryId, FiringId, Generation, TenantId, TriggerId};
+use crate::firing::WebhookPayload;
+use crate::ids::{FiringId, TenantId, TriggerId};
 use crate::postgres::{Database, deliveries, events, firings};
 use crate::s3::ClaimCheck;
 use crate::sqs::SqsSender;
 use crate::trigger::Condition;
 use crate::wiring::{Clients, InitError};
+
+/// How `GET /v1/events/{id}` shows a deadline condition's event that did not fire.
+fn timed_note(condition: &Condition) -> Value {
+    match condition {
+        Condition::Debounce(d) => serde_json::json!({"outcome": "in_progress",
+            "progress": {"condition": "debounce", "fires_after_quiet": d.quiet.to_text()}}),
+        Condition::Absence(a) => serde_json::json!({"outcome": "in_progress",
+            "progress": {"condition": "absence", "expected_every": a.every.to_text()}}),
+        other => {
+            serde_json::json!({"outcome": "in_progress", "progress": {"condition": other.kind()}})
+        }
+    }
+}
 
 /// Cooldown locks taken at once for one event.
 const LOCK_CONCURRENCY: usize = 8;
@@ -184,34 +198,32 @@ impl Evaluator {
             .await?,
         );
 
+        let timed: Vec<&CompiledTrigger> = unfired
+            .iter()
+            .copied()
+            .filter(|t| t.condition.timed().is_some())
+            .collect();
+        for t in &timed {
+            evaluation.notes.push((t.id, timed_note(&t.condition)));
+        }
         let notes: serde_json::Map<String, Value> = evaluation
             .notes
             .iter()
             .map(|(id, note)| (id.to_string(), note.clone()))
             .collect();
         let fresh = self
-            .record_firings(tenant, message, &evaluation.matched, &notes.into(), allowed)
+            .record_firings(
+                tenant,
+                message,
+                &evaluation.matched,
+                &notes.into(),
+                allowed,
+                &timed,
+            )
             .await?;
         evaluation.fired = fresh.iter().map(|(f, _)| f.id).collect();
 
-        let mut outgoing: Vec<(Outgoing, WebhookPayload)> = Vec::new();
-        for (firing, new) in &fresh {
-            for d in new {
-                outgoing.push((
-                    Outgoing {
-                        key: DeliveryKey {
-                            delivery_id: d.id,
-                            firing_id: firing.id,
-                            trigger_id: firing.trigger.id,
-                            action_id: d.action_id,
-                            generation: Generation::FIRST,
-                        },
-                        url: d.url.clone(),
-                    },
-                    WebhookPayload::for_firing(firing, event, message.received_at),
-                ));
-            }
-        }
+        let mut outgoing = fire::outgoing(&fresh, event, message.received_at);
         if !existing.is_empty() {
             let stale_before = Utc::now()
                 - chrono::Duration::from_std(self.stale_claim_after)
@@ -232,34 +244,15 @@ impl Evaluator {
                 ));
             }
         }
-        if outgoing.is_empty() {
-            return Ok(evaluation);
-        }
-
-        let results = self.outbox.send(tenant, outgoing).await;
-        let (sent, failed): (Vec<_>, Vec<_>) = results.into_iter().partition(|(_, r)| r.is_ok());
-        let sent: Vec<DeliveryId> = sent.into_iter().map(|(id, _)| id).collect();
-        evaluation.enqueued = sent.len();
-        if let Err(e) = deliveries::mark_enqueued(pool, tenant, &sent).await {
-            // They are on the queue; only the bookkeeping lags, and the claim stays fresh.
-            tracing::warn!(error = %crate::error_chain(&e), "could not note deliveries as enqueued");
-        }
-        if failed.is_empty() {
-            return Ok(evaluation);
-        }
-        let failed_ids: Vec<DeliveryId> = failed.iter().map(|(id, _)| *id).collect();
-        for (id, error) in &failed {
-            tracing::warn!(delivery_id = %id, error = error.as_ref().err().map(String::as_str).unwrap_or(""), "delivery not queued");
-        }
-        deliveries::release_claims(pool, tenant, &failed_ids).await?;
-        Err(StageError::Transient(anyhow::anyhow!(
-            "{} of the event's deliveries could not be queued; the event will be evaluated again",
-            failed_ids.len()
-        )))
+        evaluation.enqueued = fire::enqueue(&self.outbox, pool, tenant, outgoing).await?;
+        Ok(evaluation)
     }
 
     /// Step 4: keeps the event and records the firings of `allowed` with their deliveries,
-    /// in one transaction; answers the firings this call inserted.
+    /// in one transaction; if the event is kept by this call (not a redelivery), applies it to
+    /// the deadline conditions of `timed` in the same transaction (so it changes them once),
+    /// recording the firings they decide (a group that came back). Answers the firings this
+    /// call inserted.
     async fn record_firings(
         &self,
         tenant: TenantId,
@@ -267,39 +260,47 @@ impl Evaluator {
         matched: &[TriggerId],
         notes: &Value,
         allowed: Vec<(&CompiledTrigger, Value)>,
-    ) -> Result<Vec<(Firing, Vec<NewDelivery>)>, StageError> {
+        timed: &[&CompiledTrigger],
+    ) -> Result<Vec<Fresh>, StageError> {
         let event = &message.event;
         let matched_at = Utc::now().trunc_subsecs(6);
         let mut fresh = Vec::new();
         let mut tx = self.db.pool().await?.begin().await?;
-        events::insert(&mut tx, tenant, event, message.received_at, matched, notes).await?;
+        let kept =
+            events::insert(&mut tx, tenant, event, message.received_at, matched, notes).await?;
         for (trigger, reasons) in allowed {
-            let firing = Firing {
-                id: FiringId::new(),
-                trigger: FiredTrigger {
-                    id: trigger.id,
-                    name: trigger.name.clone(),
-                    version: trigger.version,
-                },
-                event_id: event.id.clone(),
-                matched_at,
-                reasons,
-            };
-            if !firings::insert(&mut tx, tenant, &firing).await? {
-                // A concurrent evaluation of this event fired it and sends its deliveries.
-                continue;
+            // `None`: a concurrent evaluation of this event fired it and sends its deliveries.
+            fresh.extend(
+                fire::record(&mut tx, tenant, trigger, &event.id, "", reasons, matched_at).await?,
+            );
+        }
+        if kept && !timed.is_empty() {
+            let document = serde_json::to_value(event).map_err(StageError::poison)?;
+            for trigger in timed {
+                let decided = timers::on_event(
+                    &mut tx,
+                    tenant,
+                    trigger,
+                    event,
+                    &document,
+                    message.received_at,
+                )
+                .await?;
+                if let Some(f) = decided {
+                    fresh.extend(
+                        fire::record(
+                            &mut tx,
+                            tenant,
+                            trigger,
+                            &f.event_id,
+                            f.occasion,
+                            f.reason,
+                            matched_at,
+                        )
+                        .await?,
+                    );
+                }
             }
-            let new: Vec<NewDelivery> = trigger
-                .actions
-                .iter()
-                .map(|a| NewDelivery {
-                    id: DeliveryId::new(),
-                    action_id: a.id,
-                    url: a.url.as_str().to_owned(),
-                })
-                .collect();
-            deliveries::insert_claimed(&mut tx, tenant, firing.id, trigger.id, &new).await?;
-            fresh.push((firing, new));
         }
         tx.commit().await?;
         Ok(fresh)
@@ -319,7 +320,7 @@ impl Evaluator {
             .iter()
             .filter_map(|t| match &t.condition {
                 Condition::Threshold(th) => Some((*t, th)),
-                Condition::Every => None,
+                _ => None,
             })
             .collect();
         if thresholds.is_empty() {

@@ -21,6 +21,8 @@ pub mod conditions;
 pub mod deliver;
 #[cfg(all(feature = "postgres", feature = "aws"))]
 pub mod evaluate;
+#[cfg(all(feature = "postgres", feature = "aws"))]
+pub mod fire;
 #[cfg(feature = "aws")]
 pub mod ingest;
 #[cfg(feature = "aws")]
@@ -30,6 +32,8 @@ pub mod record;
 #[cfg(all(feature = "postgres", feature = "aws"))]
 pub mod redeliver;
 pub mod throttle;
+#[cfg(all(feature = "postgres", feature = "aws"))]
+pub mod timers;
 #[cfg(feature = "postgres")]
 pub mod trigger_cache;
 

@@ -96,6 +96,11 @@ impl CompiledTriggers {
         }
     }
 
+    /// The enabled trigger `id`, if the set holds it.
+    pub fn by_id(&self, id: TriggerId) -> Option<&CompiledTrigger> {
+        self.triggers.iter().find(|t| t.id == id)
+    }
+
     /// The triggers whose pattern matches the event's JSON, in id order.
     pub fn matching(&self, event: &[u8]) -> Result<Vec<&CompiledTrigger>, EventError> {
         let mut indices = self.set.matches(event)?;

@@ -75,6 +75,40 @@ pub async fn claim_unsent(
     .await
 }
 
+/// Firings with a delivery whose message never reached the queue and whose claim is older than
+/// `stale_before` (or was released), by tenant: what the sweep of evaluate-timers sends with
+/// [`claim_unsent`]. At most `limit` firings, the oldest claims first.
+pub async fn unsent_firings(
+    pool: &PgPool,
+    stale_before: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<Vec<(TenantId, Vec<FiringId>)>> {
+    let rows = sqlx::query!(
+        r#"SELECT tenant_id, firing_id FROM (
+               SELECT DISTINCT ON (firing_id) tenant_id, firing_id, enqueue_claimed_at
+               FROM deliveries
+               WHERE enqueued_at IS NULL AND status = 'pending' AND attempt_count = 0
+                 AND (enqueue_claimed_at IS NULL OR enqueue_claimed_at < $1)
+               ORDER BY firing_id
+           ) unsent
+           ORDER BY enqueue_claimed_at NULLS FIRST
+           LIMIT $2"#,
+        stale_before,
+        limit
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut by_tenant: Vec<(TenantId, Vec<FiringId>)> = Vec::new();
+    for r in rows {
+        let (tenant, firing) = (TenantId(r.tenant_id), FiringId(r.firing_id));
+        match by_tenant.iter_mut().find(|(t, _)| *t == tenant) {
+            Some((_, list)) => list.push(firing),
+            None => by_tenant.push((tenant, vec![firing])),
+        }
+    }
+    Ok(by_tenant)
+}
+
 /// Notes that the messages of `ids` reached the queue.
 pub async fn mark_enqueued(
     pool: &PgPool,

@@ -33,16 +33,19 @@ impl From<Row> for Firing {
     }
 }
 
-/// Records `firing` unless `(trigger, event)` already fired; `true` when this call did.
+/// Records `firing` unless `(trigger, event, occasion)` already fired; `true` when this call
+/// did. `occasion` is empty for event-driven firings; a deadline firing names its kind
+/// (`down`, `recovered`), so one event may carry both.
 pub async fn insert(
     conn: &mut PgConnection,
     tenant: TenantId,
     firing: &Firing,
+    occasion: &str,
 ) -> sqlx::Result<bool> {
     let inserted = sqlx::query_scalar!(
-        r#"INSERT INTO firings (id, tenant_id, trigger_id, event_id, trigger_name, trigger_version, matched_at, reasons)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-           ON CONFLICT (trigger_id, event_id) DO NOTHING
+        r#"INSERT INTO firings (id, tenant_id, trigger_id, event_id, trigger_name, trigger_version, matched_at, reasons, occasion)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+           ON CONFLICT (trigger_id, event_id, occasion) DO NOTHING
            RETURNING id"#,
         firing.id.0,
         tenant.0,
@@ -51,7 +54,8 @@ pub async fn insert(
         firing.trigger.name,
         firing.trigger.version,
         firing.matched_at,
-        firing.reasons
+        firing.reasons,
+        occasion
     )
     .fetch_optional(conn)
     .await?;

@@ -39,6 +39,7 @@ pub mod deliveries;
 pub mod events;
 pub mod firings;
 pub mod tenants;
+pub mod timers;
 pub mod trigger_sets;
 pub mod triggers;
 

@@ -294,6 +294,8 @@ pub async fn replace(
     )
     .fetch_one(&mut *tx)
     .await?;
+    // The new version starts its conditions afresh: pending deadlines of the old one go.
+    super::timers::forget_trigger(&mut tx, tenant, id).await?;
     bump_revision(&mut tx, tenant).await?;
     tx.commit().await?;
     Ok(row.into())

@@ -145,6 +145,11 @@ impl Stack {
         }
     }
 
+    pub fn timers(&self) -> triggeriq::pipeline::timers::TimerRunner {
+        triggeriq::pipeline::timers::TimerRunner::new(self.evaluate_config(), &self.wiring())
+            .expect("timer runner")
+    }
+
     pub fn evaluator(&self) -> Evaluator {
         self.evaluator_with(self.evaluate_config())
     }

@@ -26,4 +26,5 @@ mod evaluate;
 mod ingest;
 mod json_rule;
 mod reads;
+mod timers;
 mod triggers_api;

@@ -1,0 +1,334 @@
+//! Deadline conditions through evaluate-events and evaluate-timers against Postgres: a burst
+//! fires once when it is over, a silent group fires once down and once recovered, overlapping
+//! and crashed runs fire each deadline once, a late run catches up, and updating a trigger
+//! drops its deadlines.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use triggeriq::consumers::{evaluate, process_batch};
+use triggeriq::pipeline::messages::EventMessage;
+use triggeriq::postgres::firings;
+use triggeriq::s3::ClaimCheck;
+use triggeriq::tenant::TenantId;
+
+use super::harness::{Stack, failures, sqs_event};
+
+async fn count(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(pool)
+        .await
+        .expect(sql)
+}
+
+fn trigger(condition: Value) -> Value {
+    json!({
+        "name": "Timed",
+        "pattern": {"type": ["heartbeat", "error"]},
+        "condition": condition,
+        "actions": [{"url": "https://hooks.example.com/t"}]
+    })
+}
+
+/// Ingests `events` and evaluates them all; answers when the last was received.
+async fn send(stack: &Stack, t: TenantId, events: Value) -> DateTime<Utc> {
+    let count = events.as_array().map_or(1, Vec::len);
+    let answer = super::harness::call(
+        &stack.ingest(),
+        triggeriq::api::ingest::ingest,
+        super::harness::Req::new("ingest-events", t).body(&json!({ "events": events })),
+    )
+    .await;
+    assert_eq!(answer.body["accepted"], count, "{}", answer.body);
+    let messages = stack.take(&stack.events_queue, count).await;
+    let response = process_batch(
+        &stack.evaluator(),
+        sqs_event(&messages),
+        evaluate::CONCURRENCY,
+        evaluate::handle,
+    )
+    .await;
+    assert!(failures(response).is_empty());
+    let mut latest = DateTime::<Utc>::MIN_UTC;
+    for m in &messages {
+        let inner = ClaimCheck::new(stack.clients.s3.clone(), &stack.bucket)
+            .unwrap(m.body().unwrap())
+            .await
+            .unwrap();
+        latest = latest.max(EventMessage::parse(&inner).unwrap().received_at);
+    }
+    latest
+}
+
+fn minutes(n: i64) -> chrono::Duration {
+    chrono::Duration::minutes(n)
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn a_burst_of_errors_fires_once_when_it_is_over_with_every_event_id(pool: PgPool) {
+    let stack = Stack::new(pool.clone()).await;
+    let t = stack.tenant().await;
+    let trigger = stack
+        .trigger(
+            t,
+            trigger(json!({"kind": "debounce", "quiet": "5m", "deliver": "all",
+                           "group_by": ["$.subject"]})),
+        )
+        .await;
+    let last = send(
+        &stack,
+        t,
+        json!([
+            {"id": "e1", "type": "error", "subject": "checkout"},
+            {"id": "e2", "type": "error", "subject": "checkout"},
+            {"id": "e3", "type": "error", "subject": "checkout"},
+            {"id": "x1", "type": "error", "subject": "search"},
+            {"id": "none", "type": "error"}
+        ]),
+    )
+    .await;
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM condition_timers").await,
+        2,
+        "two groups; no subject: no group"
+    );
+    let runner = stack.timers();
+    let early = runner.run(last + minutes(4)).await.unwrap();
+    assert_eq!(early.fired, 0, "not quiet for 5 minutes yet");
+    let run = runner.run(last + minutes(6)).await.unwrap();
+    assert_eq!((run.due, run.fired, run.enqueued), (2, 2, 2));
+    let listed = firings::list(&pool, t, &Default::default(), 10)
+        .await
+        .unwrap();
+    let checkout = listed
+        .iter()
+        .find(|f| f.reasons["group"] == json!(["checkout"]))
+        .expect("checkout fired");
+    assert_eq!(checkout.trigger.id, trigger.id);
+    assert_eq!(checkout.reasons["condition"], "debounce");
+    assert_eq!(checkout.reasons["event_count"], 3);
+    let mut ids: Vec<String> = checkout.reasons["event_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["e1", "e2", "e3"]);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM condition_timers").await,
+        0
+    );
+    let queued = stack.take(&stack.deliveries_queue, 2).await;
+    assert_eq!(queued.len(), 2);
+    // Nothing more, however often the schedule runs.
+    let later = runner.run(last + minutes(60)).await.unwrap();
+    assert_eq!(later.fired, 0);
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn a_silent_device_fires_down_once_and_recovered_when_it_comes_back(pool: PgPool) {
+    let stack = Stack::new(pool.clone()).await;
+    let t = stack.tenant().await;
+    stack
+        .trigger(
+            t,
+            trigger(json!({"kind": "absence", "every": "10m", "grace": "2m",
+                           "group_by": ["$.data.device"]})),
+        )
+        .await;
+    let seen = send(
+        &stack,
+        t,
+        json!([{"id": "hb1", "type": "heartbeat", "data": {"device": "d-1"}}]),
+    )
+    .await;
+    let runner = stack.timers();
+    assert_eq!(
+        runner.run(seen + minutes(11)).await.unwrap().fired,
+        0,
+        "within grace"
+    );
+    let down = runner.run(seen + minutes(13)).await.unwrap();
+    assert_eq!(down.fired, 1);
+    assert_eq!(
+        runner.run(seen + minutes(60)).await.unwrap().fired,
+        0,
+        "down once"
+    );
+    let fired = firings::list(&pool, t, &Default::default(), 10)
+        .await
+        .unwrap();
+    assert_eq!(fired[0].reasons["state"], "down");
+    assert_eq!(fired[0].event_id.as_str(), "hb1");
+
+    send(
+        &stack,
+        t,
+        json!([{"id": "hb2", "type": "heartbeat", "data": {"device": "d-1"}}]),
+    )
+    .await;
+    let fired = firings::list(&pool, t, &Default::default(), 10)
+        .await
+        .unwrap();
+    assert_eq!(fired.len(), 2);
+    let recovered = fired
+        .iter()
+        .find(|f| f.reasons["state"] == "recovered")
+        .expect("recovered");
+    assert_eq!(recovered.event_id.as_str(), "hb2");
+    assert_eq!(stack.take(&stack.deliveries_queue, 2).await.len(), 2);
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn overlapping_runs_and_a_run_that_dies_fire_each_deadline_once(pool: PgPool) {
+    let stack = Stack::new(pool.clone()).await;
+    let t = stack.tenant().await;
+    stack
+        .trigger(
+            t,
+            trigger(json!({"kind": "absence", "every": "1m", "group_by": ["$.data.device"]})),
+        )
+        .await;
+    let events: Vec<Value> = (0..40)
+        .map(|i| json!({"id": format!("hb{i}"), "type": "heartbeat", "data": {"device": i}}))
+        .collect();
+    let seen = send(&stack, t, Value::Array(events)).await;
+    let due_at = seen + minutes(2);
+
+    // A run takes ten rows and dies before committing: its locks hold them meanwhile.
+    let mut dying = pool.begin().await.unwrap();
+    let held = triggeriq::postgres::timers::due(&mut dying, due_at, 10)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 10);
+    let (a, b) = (stack.timers(), stack.timers());
+    let (ra, rb) = tokio::join!(a.run(due_at), b.run(due_at));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(
+        ra.fired + rb.fired,
+        30,
+        "two runs share the thirty rows not held: {ra:?} {rb:?}"
+    );
+    drop(dying);
+    // The next run (late, as after an outage) takes what the dead run left.
+    let late = stack.timers().run(due_at + minutes(30)).await.unwrap();
+    assert_eq!(late.fired, 10);
+    assert_eq!(count(&pool, "SELECT count(*) FROM firings").await, 40);
+    assert_eq!(
+        count(&pool, "SELECT count(DISTINCT event_id) FROM firings").await,
+        40
+    );
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn an_evaluation_redelivered_changes_a_timer_once(pool: PgPool) {
+    let stack = Stack::new(pool.clone()).await;
+    let t = stack.tenant().await;
+    stack
+        .trigger(
+            t,
+            trigger(json!({"kind": "debounce", "quiet": "5m", "deliver": "all"})),
+        )
+        .await;
+    let answer = super::harness::call(
+        &stack.ingest(),
+        triggeriq::api::ingest::ingest,
+        super::harness::Req::new("ingest-events", t).body(
+            &json!({"events": [{"id": "e1", "type": "error"}, {"id": "e2", "type": "error"}]}),
+        ),
+    )
+    .await;
+    assert_eq!(answer.body["accepted"], 2);
+    let messages = stack.take(&stack.events_queue, 2).await;
+    for _ in 0..3 {
+        let response = process_batch(
+            &stack.evaluator(),
+            sqs_event(&messages),
+            evaluate::CONCURRENCY,
+            evaluate::handle,
+        )
+        .await;
+        assert!(failures(response).is_empty());
+    }
+    let state: Value = sqlx::query_scalar("SELECT state FROM condition_timers")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(state["count"], 2, "{state}");
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn updating_or_deleting_a_trigger_drops_its_deadlines(pool: PgPool) {
+    let stack = Stack::new(pool.clone()).await;
+    let t = stack.tenant().await;
+    let body = trigger(json!({"kind": "absence", "every": "10m"}));
+    let kept = stack.trigger(t, body.clone()).await;
+    let dropped = stack.trigger(t, body.clone()).await;
+    send(&stack, t, json!([{"id": "hb", "type": "heartbeat"}])).await;
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM condition_timers").await,
+        2
+    );
+
+    let limits = triggeriq::trigger::TriggerLimits::default();
+    let parsed = triggeriq::trigger::TriggerBody::parse(
+        &json!({"name": "Renamed", "pattern": {"type": ["heartbeat"]},
+                "condition": {"kind": "absence", "every": "20m"},
+                "actions": [{"url": "https://hooks.example.com/t"}]}),
+        triggeriq::trigger::BodyKind::Replace,
+        &limits,
+    )
+    .unwrap();
+    triggeriq::postgres::triggers::replace(
+        &pool,
+        t,
+        kept.id,
+        &parsed.spec,
+        kept.version,
+        (&limits).into(),
+    )
+    .await
+    .unwrap();
+    triggeriq::postgres::triggers::delete(&pool, t, dropped.id, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM condition_timers").await,
+        0
+    );
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn a_delivery_that_never_reached_the_queue_is_swept_once_its_claim_is_stale(pool: PgPool) {
+    let stack = Stack::new(pool.clone()).await;
+    let t = stack.tenant().await;
+    stack
+        .trigger(
+            t,
+            json!({"name": "Every", "pattern": {"type": ["error"]},
+                   "actions": [{"url": "https://hooks.example.com/t"}]}),
+        )
+        .await;
+    send(&stack, t, json!([{"id": "e1", "type": "error"}])).await;
+    assert_eq!(stack.take(&stack.deliveries_queue, 1).await.len(), 1);
+    // As if the sender had died between its commit and its send: claimed, never enqueued.
+    sqlx::query("UPDATE deliveries SET enqueued_at = NULL, enqueue_claimed_at = now()")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let runner = stack.timers();
+    assert_eq!(
+        runner.run(Utc::now()).await.unwrap().enqueued,
+        0,
+        "a fresh claim is its sender's"
+    );
+    let swept = runner.run(Utc::now() + minutes(3)).await.unwrap();
+    assert_eq!(swept.enqueued, 1);
+    assert_eq!(stack.take(&stack.deliveries_queue, 1).await.len(), 1);
+    assert_eq!(
+        runner.run(Utc::now() + minutes(10)).await.unwrap().enqueued,
+        0,
+        "sent once"
+    );
+}
