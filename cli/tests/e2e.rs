@@ -597,6 +597,11 @@ async fn every_function_answers_its_sample_through_cargo_lambda_invoke() {
             assert!(status < 500, "{function} answered {status}: {answer}");
         } else if function == "authorize-request" {
             assert_eq!(answer["isAuthorized"], true, "{answer}");
+        } else if function == "evaluate-timers" {
+            assert!(
+                answer["due"].is_u64() && answer["fired"].is_u64(),
+                "{answer}"
+            );
         } else if function == "cognito-pre-token" {
             assert_eq!(
                 answer["response"]["claimsAndScopeOverrideDetails"]["accessTokenGeneration"]["claimsToAddOrOverride"]

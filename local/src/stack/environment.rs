@@ -79,6 +79,9 @@ pub(super) fn local_settings(args: &DevArgs, aws: &str, bedrock: &str) -> BTreeM
         // A trigger just created applies to the very next event (one indexed read of the
         // tenant's revision per event). Deployed, changes apply within 5 s (the default).
         ("TRIGGER_CACHE_SECONDS".into(), "0".into()),
+        // Debounce and absence on seconds, for trying them out (deployed: at least a minute,
+        // the schedule's period).
+        ("MIN_CONDITION_TIMER_SECONDS".into(), "1".into()),
     ]);
     settings.extend(args.function_env.iter().cloned());
     settings

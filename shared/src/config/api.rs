@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{ConfigError, env_or, webhook_targets_from_env};
 use crate::pattern::PatternLimits;
-use crate::trigger::TriggerLimits;
+use crate::trigger::{ConditionLimits, TriggerLimits};
 
 /// Settings of the HTTP API functions.
 #[derive(Debug, Clone)]
@@ -47,7 +47,13 @@ impl ApiConfig {
                     max_chars: env_or("MAX_PATTERN_CHARS", pattern_defaults.max_chars)?,
                     max_depth: env_or("MAX_PATTERN_DEPTH", pattern_defaults.max_depth)?,
                 },
-                condition: defaults.condition,
+                condition: ConditionLimits {
+                    min_timer: Duration::from_secs(env_or(
+                        "MIN_CONDITION_TIMER_SECONDS",
+                        defaults.condition.min_timer.as_secs(),
+                    )?),
+                    ..defaults.condition
+                },
             },
         })
     }
