@@ -2,6 +2,7 @@
 
 mod admin;
 mod pattern_cmd;
+mod trigger_cmd;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Test, validate and try event patterns.
     Pattern(pattern_cmd::PatternCmd),
+    /// Try a trigger (pattern, condition, cooldown) over a file of events, offline.
+    Trigger(trigger_cmd::TriggerCmd),
     /// Manage tenants (talks to Postgres directly; needs DATABASE_URL).
     #[command(subcommand)]
     Tenant(admin::TenantCmd),
@@ -40,6 +43,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Pattern(cmd) => pattern_cmd::run(cmd),
+        Command::Trigger(cmd) => trigger_cmd::run(cmd),
         Command::Tenant(cmd) => admin::tenant(cmd).await.map(|()| ExitCode::SUCCESS),
         Command::ApiKey(cmd) => admin::api_key(cmd).await.map(|()| ExitCode::SUCCESS),
         Command::Db(cmd) => admin::db(cmd).await.map(|()| ExitCode::SUCCESS),

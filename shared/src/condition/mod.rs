@@ -12,6 +12,7 @@
 //! the very code evaluate-events runs.
 
 pub mod path;
+pub mod simulate;
 pub mod threshold;
 pub mod timed;
 
@@ -207,9 +208,27 @@ impl Span {
         i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// The span as it reads (`"1h"`, `"1h 30m"`).
+    /// The span as it reads (`"1h"`, `"1h 30m"`, `"1d"`, `"250ms"`; `"0s"`), in the units a
+    /// client writes, so a condition reads back as it was sent.
     pub fn to_text(self) -> String {
-        humantime::format_duration(self.0).to_string()
+        let mut ms = self.as_millis();
+        if ms == 0 {
+            return "0s".into();
+        }
+        let mut parts = Vec::new();
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1000),
+            ("ms", 1),
+        ] {
+            if ms >= size {
+                parts.push(format!("{}{unit}", ms / size));
+                ms %= size;
+            }
+        }
+        parts.join(" ")
     }
 }
 

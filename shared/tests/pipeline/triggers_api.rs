@@ -88,7 +88,7 @@ async fn create_trigger_returns_422_listing_every_problem_with_its_path(pool: Pg
         "name": "",
         "enabled": "yes",
         "pattern": "type = payment.failed",
-        "condition": {"kind": "threshold"},
+        "condition": {"kind": "sometimes"},
         "cooldown": "a while",
         "actions": [{"url": "not a url"}, {"type": "email", "url": "https://x.example"}],
         "owner": "me"
@@ -1151,5 +1151,60 @@ fn every_openapi_operation_has_a_function_and_a_sample_with_its_route() {
                 "events/{name} ({route_key}) is not an operation of openapi.yaml"
             );
         }
+    }
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn conditions_over_time_are_stored_as_sent_and_hostile_ones_refused_by_path(pool: PgPool) {
+    let api = trigger_api(&pool);
+    let t = tenant(&pool).await;
+    for condition in [
+        json!({"kind": "threshold", "count": 3, "within": "1h", "group_by": ["$.data.customer.id"]}),
+        json!({"kind": "threshold", "sum": "$.data.amount", "at_least": 500.5, "within": "1d", "group_by": []}),
+        json!({"kind": "debounce", "quiet": "5m", "max_wait": "1h", "deliver": "all", "group_by": ["$.subject"]}),
+        json!({"kind": "absence", "every": "10m", "grace": "2m", "recovered": false, "group_by": ["$[\"odd key\"]"]}),
+    ] {
+        let body = json!({"name": "t", "pattern": {"type": ["x"]}, "condition": condition,
+                          "actions": [{"url": "https://hooks.example.com/a"}]});
+        let created = create(&api, t, &body).await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        assert_eq!(created.body["condition"], condition);
+    }
+    let huge = "a".repeat(100_000);
+    for (condition, path) in [
+        (
+            json!({"kind": "threshold", "count": 3, "within": "1h", "group_by": ["$[\"a\\u0000\"]"]}),
+            "$.condition.group_by[0]",
+        ),
+        (
+            json!({"kind": "threshold", "count": 3, "within": "1h", "group_by": [format!("$.{huge}")]}),
+            "$.condition.group_by[0]",
+        ),
+        (
+            json!({"kind": "threshold", "count": 3, "within": "400d"}),
+            "$.condition.within",
+        ),
+        (
+            json!({"kind": "threshold", "count": 1e300, "within": "1h"}),
+            "$.condition.count",
+        ),
+        (
+            json!({"kind": "absence", "every": "10s"}),
+            "$.condition.every",
+        ),
+        (
+            json!({"kind": "debounce", "quiet": huge}),
+            "$.condition.quiet",
+        ),
+    ] {
+        let body = json!({"name": "t", "pattern": {"type": ["x"]}, "condition": condition,
+                          "actions": [{"url": "https://hooks.example.com/a"}]});
+        let got = create(&api, t, &body).await;
+        assert_eq!(got.status, 422, "{}", got.body);
+        assert!(
+            got.error_paths().contains(&path.to_owned()),
+            "{path}: {}",
+            got.body
+        );
     }
 }

@@ -1,0 +1,358 @@
+//! A trigger run over a list of events on a simulated clock, with no side effects: what
+//! `triggeriq trigger test` prints. The same pattern matcher and condition logic as the
+//! pipeline, with in-memory state instead of DynamoDB and Postgres.
+//!
+//! The clock: events are taken in the order given (arrival order, which may differ from their
+//! `time`); the clock moves to an event's `time` when that is later than the clock, never
+//! back. Before each event, and at the end (the last event's time plus `until`), deadlines due
+//! by the clock fire, oldest first. Thresholds count by event time; cooldowns, debounce and
+//! absence run on the clock, as they run on receipt time in the pipeline.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::threshold::{Entry, Window};
+use super::{Condition, GroupKey, Seen, TimerState};
+use crate::event::Event;
+use crate::ids::EventId;
+use crate::pattern::Pattern;
+
+/// A firing the simulation produced.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimulatedFiring {
+    /// When it fired, on the simulated clock.
+    #[serde(with = "crate::event::rfc3339_micros")]
+    pub time: DateTime<Utc>,
+    /// The group's values (`[]` for an ungrouped condition).
+    pub group: Vec<Value>,
+    /// The events involved.
+    pub event_ids: Vec<EventId>,
+    pub reason: Value,
+}
+
+/// Runs `pattern` and `condition` (with `cooldown`) over `events`, in the order given; then
+/// lets the clock run `until` past the last event. Answers the firings in firing order.
+pub fn simulate(
+    pattern: &Pattern,
+    condition: &Condition,
+    cooldown: Option<Duration>,
+    events: &[Event],
+    until: Duration,
+) -> Vec<SimulatedFiring> {
+    let mut sim = Simulation {
+        condition,
+        cooldown: cooldown.and_then(|c| chrono::Duration::from_std(c).ok()),
+        clock: DateTime::<Utc>::MIN_UTC,
+        cooling_until: BTreeMap::new(),
+        windows: BTreeMap::new(),
+        timers: BTreeMap::new(),
+        fired: Vec::new(),
+    };
+    for event in events {
+        sim.clock = sim.clock.max(event.time);
+        sim.fire_due();
+        let Ok(document) = serde_json::to_value(event) else {
+            continue;
+        };
+        if pattern.matches_value(&document) {
+            sim.on_event(event, &document);
+        }
+    }
+    if let Some(end) = chrono::Duration::from_std(until)
+        .ok()
+        .and_then(|u| sim.clock.checked_add_signed(u))
+    {
+        sim.clock = end;
+    }
+    sim.fire_due();
+    sim.fired
+}
+
+struct Simulation<'a> {
+    condition: &'a Condition,
+    cooldown: Option<chrono::Duration>,
+    clock: DateTime<Utc>,
+    /// Per group text (`""` for a trigger-wide cooldown).
+    cooling_until: BTreeMap<String, DateTime<Utc>>,
+    windows: BTreeMap<String, (GroupKey, Window)>,
+    timers: BTreeMap<String, (GroupKey, TimerState, Option<DateTime<Utc>>)>,
+    fired: Vec<SimulatedFiring>,
+}
+
+impl Simulation<'_> {
+    /// Takes the cooldown of `group` at the clock, if it is free.
+    fn cooldown_free(&mut self, group: &str) -> bool {
+        let Some(cooldown) = self.cooldown else {
+            return true;
+        };
+        if self
+            .cooling_until
+            .get(group)
+            .is_some_and(|until| *until > self.clock)
+        {
+            return false;
+        }
+        self.cooling_until
+            .insert(group.to_owned(), self.clock + cooldown);
+        true
+    }
+
+    fn on_event(&mut self, event: &Event, document: &Value) {
+        match self.condition {
+            Condition::Every => {
+                if self.cooldown_free("") {
+                    self.fired.push(SimulatedFiring {
+                        time: self.clock,
+                        group: Vec::new(),
+                        event_ids: vec![event.id.clone()],
+                        reason: json!([]),
+                    });
+                }
+            }
+            Condition::Threshold(threshold) => {
+                let Some(group) = threshold.group_by.key_of(document) else {
+                    return;
+                };
+                let Some(sample) = threshold.sample(document) else {
+                    return;
+                };
+                let text = group.as_text().to_owned();
+                let (_, window) = self
+                    .windows
+                    .entry(text.clone())
+                    .or_insert_with(|| (group.clone(), Window::default()));
+                window.observe(
+                    event.id.clone(),
+                    Entry {
+                        at_ms: event.time.timestamp_millis(),
+                        sample,
+                        reason: None,
+                        consumed: false,
+                    },
+                );
+                let Some(crossing) = threshold.crossing(window, &event.id) else {
+                    return;
+                };
+                if !self.cooldown_free(&text) {
+                    return;
+                }
+                let reason = threshold.reason(&group, &crossing);
+                if let Some((_, window)) = self.windows.get_mut(&text) {
+                    window.fire(&crossing, &event.id, reason.clone());
+                }
+                self.fired.push(SimulatedFiring {
+                    time: self.clock,
+                    group: group.values().to_vec(),
+                    event_ids: crossing.events,
+                    reason,
+                });
+            }
+            Condition::Debounce(_) | Condition::Absence(_) => {
+                let Some(timed) = self.condition.timed() else {
+                    return;
+                };
+                let Some(group) = timed.group_by().key_of(document) else {
+                    return;
+                };
+                let text = group.as_text().to_owned();
+                let state = self.timers.remove(&text).map(|(_, s, _)| s);
+                let seen = Seen {
+                    id: event.id.clone(),
+                    at: self.clock,
+                };
+                let step = timed.on_event(state, seen, &group);
+                if let Some(fire) = step.fire {
+                    self.push_timer_firing(&group, fire.reason);
+                }
+                if let Some(state) = step.state {
+                    self.timers.insert(text, (group, state, step.due));
+                }
+            }
+        }
+    }
+
+    /// Fires every deadline due by the clock, oldest first, each at its due time.
+    fn fire_due(&mut self) {
+        let Some(timed) = self.condition.timed() else {
+            return;
+        };
+        loop {
+            let next = self
+                .timers
+                .iter()
+                .filter_map(|(k, (_, _, due))| {
+                    due.filter(|d| *d <= self.clock).map(|d| (d, k.clone()))
+                })
+                .min();
+            let Some((due, key)) = next else {
+                return;
+            };
+            let Some((group, state, _)) = self.timers.remove(&key) else {
+                return;
+            };
+            let step = timed.on_due(state, due, &group);
+            if let Some(fire) = step.fire {
+                let now = std::mem::replace(&mut self.clock, due);
+                self.push_timer_firing(&group, fire.reason);
+                self.clock = now;
+            }
+            if let Some(state) = step.state {
+                self.timers.insert(key, (group, state, step.due));
+            }
+        }
+    }
+
+    fn push_timer_firing(&mut self, group: &GroupKey, reason: Value) {
+        let event_ids = reason["event_ids"]
+            .as_array()
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(Value::as_str)
+                    .map(EventId::new)
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.fired.push(SimulatedFiring {
+            time: self.clock,
+            group: group.values().to_vec(),
+            event_ids,
+            reason,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(id: &str, minute: i64, data: Value) -> Event {
+        let time =
+            Utc.with_ymd_and_hms(2026, 4, 1, 9, 0, 0).unwrap() + chrono::Duration::minutes(minute);
+        serde_json::from_value(
+            json!({"id": id, "type": "t", "time": time.to_rfc3339(), "data": data}),
+        )
+        .expect("event")
+    }
+
+    fn run(
+        condition: Value,
+        cooldown: Option<u64>,
+        events: &[Event],
+        until_minutes: u64,
+    ) -> Vec<SimulatedFiring> {
+        let pattern = Pattern::parse(r#"{"type": ["t"]}"#).expect("pattern");
+        let condition: Condition = serde_json::from_value(condition).expect("condition");
+        simulate(
+            &pattern,
+            &condition,
+            cooldown.map(Duration::from_secs),
+            events,
+            Duration::from_secs(until_minutes * 60),
+        )
+    }
+
+    #[test]
+    fn every_fires_on_each_match_within_the_cooldown() {
+        let events = [
+            event("a", 0, json!({})),
+            event("b", 1, json!({})),
+            event("c", 11, json!({})),
+        ];
+        let fired = run(json!({"kind": "every"}), Some(600), &events, 0);
+        let ids: Vec<&str> = fired.iter().map(|f| f.event_ids[0].as_str()).collect();
+        assert_eq!(ids, ["a", "c"]);
+    }
+
+    #[test]
+    fn a_threshold_fires_per_group() {
+        let events: Vec<Event> = [
+            ("a1", 0, "A"),
+            ("b1", 1, "B"),
+            ("a2", 2, "A"),
+            ("a3", 3, "A"),
+            ("b2", 4, "B"),
+        ]
+        .iter()
+        .map(|(id, m, c)| event(id, *m, json!({"customer": c})))
+        .collect();
+        let fired = run(
+            json!({"kind": "threshold", "count": 3, "within": "1h", "group_by": ["$.data.customer"]}),
+            None,
+            &events,
+            0,
+        );
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].group, vec![json!("A")]);
+        assert_eq!(
+            fired[0].event_ids,
+            [EventId::new("a1"), EventId::new("a2"), EventId::new("a3")]
+        );
+    }
+
+    #[test]
+    fn deadlines_fire_at_their_time_on_the_simulated_clock() {
+        let events = [
+            event("hb1", 0, json!({})),
+            event("hb2", 5, json!({})),
+            event("hb3", 40, json!({})),
+        ];
+        let fired = run(
+            json!({"kind": "absence", "every": "10m", "grace": "2m"}),
+            None,
+            &events,
+            30,
+        );
+        let summary: Vec<(String, &str)> = fired
+            .iter()
+            .map(|f| {
+                (
+                    f.time.format("%H:%M").to_string(),
+                    f.reason["state"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        // hb2 at 09:05, due 09:17: down; hb3 at 09:40: recovered; due 09:52 within the 30
+        // minutes after it: down again.
+        assert_eq!(
+            summary,
+            [
+                ("09:17".into(), "down"),
+                ("09:40".into(), "recovered"),
+                ("09:52".into(), "down")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_debounce_fires_once_the_burst_is_over() {
+        let events = [
+            event("e1", 0, json!({})),
+            event("e2", 2, json!({})),
+            event("e3", 30, json!({})),
+        ];
+        let fired = run(
+            json!({"kind": "debounce", "quiet": "5m"}),
+            None,
+            &events,
+            10,
+        );
+        let at: Vec<(String, Vec<EventId>)> = fired
+            .iter()
+            .map(|f| (f.time.format("%H:%M").to_string(), f.event_ids.clone()))
+            .collect();
+        assert_eq!(
+            at,
+            [
+                ("09:07".into(), vec![EventId::new("e2")]),
+                ("09:35".into(), vec![EventId::new("e3")])
+            ]
+        );
+    }
+}
