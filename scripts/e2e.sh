@@ -59,6 +59,7 @@ echo "==> starting the stack (scripts/dev.sh; log $log)"
 set -m
 bash scripts/dev.sh --ready-file "$work/ready.json" \
   --function-env WEBHOOK_RETRY_SCHEDULE=1s,2s,4s,8s,15s,30s,60s \
+  --parameter 'TimersSchedule=rate(2 seconds)' \
   --max-visibility-timeout 10s --no-reload >"$log" 2>&1 &
 stack_pid=$!
 set +m

@@ -334,6 +334,124 @@ async fn a_matching_event_brings_a_signed_webhook_within_10_seconds() {
     );
 }
 
+/// One trigger of each condition kind over time, on the local stack (which runs
+/// evaluate-timers every 2 s for this test and allows deadlines of seconds): a threshold fires
+/// on the third event of one customer only, a debounce once after its burst, an absence once
+/// when the device goes silent and once when it comes back; each webhook says why.
+#[tokio::test]
+#[ignore = "needs the local stack: make e2e"]
+async fn conditions_over_time_fire_on_the_local_stack_with_their_reasons() {
+    let (hooks, base) = receiver().await;
+    let (_, key) = tenant();
+    let secret = signing_secret(&key).await;
+    let make = |name: &str, event_type: &str, condition: Value| {
+        json!({"name": name, "pattern": {"type": [event_type]}, "condition": condition,
+               "actions": [{"type": "webhook", "url": format!("{base}/{name}")}]})
+    };
+    for body in [
+        make(
+            "threshold",
+            "e2e.payment_failed",
+            json!({"kind": "threshold", "count": 3, "within": "1h", "group_by": ["$.data.customer"]}),
+        ),
+        make(
+            "debounce",
+            "e2e.error",
+            json!({"kind": "debounce", "quiet": "3s", "deliver": "all", "group_by": ["$.subject"]}),
+        ),
+        make(
+            "absence",
+            "e2e.heartbeat",
+            json!({"kind": "absence", "every": "3s", "group_by": ["$.data.device"]}),
+        ),
+    ] {
+        let (status, answer) = call(
+            reqwest::Method::POST,
+            "/v1/triggers",
+            Some(&key),
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    let send = |events: Vec<Value>| {
+        let key = key.clone();
+        async move {
+            let (status, answer) = call(
+                reqwest::Method::POST,
+                "/v1/events",
+                Some(&key),
+                Some(json!({ "events": events })),
+            )
+            .await;
+            assert_eq!(status, 202, "{answer}");
+        }
+    };
+    let payment = |id: &str, customer: &str| json!({"id": id, "type": "e2e.payment_failed", "data": {"customer": customer}});
+    send(vec![
+        payment("p1", "A"),
+        payment("p2", "B"),
+        payment("p3", "A"),
+    ])
+    .await;
+    send(vec![
+        json!({"id": "err1", "type": "e2e.error", "subject": "checkout"}),
+        json!({"id": "err2", "type": "e2e.error", "subject": "checkout"}),
+        json!({"id": "hb1", "type": "e2e.heartbeat", "data": {"device": "d-1"}}),
+    ])
+    .await;
+    send(vec![payment("p4", "A")]).await;
+
+    let threshold = hooks
+        .wait_for("threshold", 1, Duration::from_secs(15))
+        .await;
+    assert_eq!(threshold.len(), 1, "the third failure of customer A fires");
+    verify(&secret, &threshold[0]);
+    let body: Value = serde_json::from_slice(&threshold[0].body).expect("JSON");
+    assert_eq!(body["data"]["reasons"]["group"], json!(["A"]), "{body}");
+    assert_eq!(body["data"]["reasons"]["event_count"], 3, "{body}");
+
+    let debounced = hooks.wait_for("debounce", 1, Duration::from_secs(30)).await;
+    assert_eq!(debounced.len(), 1, "the burst fires once it is over");
+    let body: Value = serde_json::from_slice(&debounced[0].body).expect("JSON");
+    let mut ids: Vec<String> = body["data"]["reasons"]["event_ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["err1", "err2"], "{body}");
+
+    let down = hooks.wait_for("absence", 1, Duration::from_secs(30)).await;
+    assert_eq!(down.len(), 1, "the silent device fires");
+    let body: Value = serde_json::from_slice(&down[0].body).expect("JSON");
+    assert_eq!(body["data"]["reasons"]["state"], "down", "{body}");
+    send(vec![
+        json!({"id": "hb2", "type": "e2e.heartbeat", "data": {"device": "d-1"}}),
+    ])
+    .await;
+    let both = hooks.wait_for("absence", 2, Duration::from_secs(15)).await;
+    assert_eq!(both.len(), 2, "and again when it comes back");
+    let body: Value = serde_json::from_slice(&both[1].body).expect("JSON");
+    assert_eq!(body["data"]["reasons"]["state"], "recovered", "{body}");
+    // Nothing more for the threshold (p4 waits for two more) or the burst.
+    assert_eq!(
+        hooks
+            .wait_for("threshold", 2, Duration::from_secs(2))
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        hooks
+            .wait_for("debounce", 2, Duration::from_millis(100))
+            .await
+            .len(),
+        1
+    );
+}
+
 #[tokio::test]
 #[ignore = "needs the local stack: make e2e"]
 async fn a_receiver_that_fails_at_first_gets_the_webhook_again() {
