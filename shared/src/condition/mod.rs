@@ -12,6 +12,7 @@
 //! the very code evaluate-events runs.
 
 pub mod path;
+pub mod sequence;
 pub mod simulate;
 pub mod threshold;
 pub mod timed;
@@ -21,8 +22,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::pattern::PatternLimits;
+
 use crate::json::{Fields, Problems, type_name};
 pub use path::{FieldPath, GroupBy, GroupKey};
+pub use sequence::Sequence;
 pub use threshold::{Measure, Threshold};
 pub use timed::{Absence, Debounce, Deliver, Seen, Step, Timed, TimerFiring, TimerState};
 
@@ -36,6 +40,8 @@ pub struct ConditionLimits {
     /// Shortest `quiet`, `max_wait` and `every` (1 minute: evaluate-timers runs every minute;
     /// the local stack lowers it so tests can run on seconds).
     pub min_timer: Duration,
+    /// Limits on each of a sequence's step patterns (those of the trigger's pattern).
+    pub pattern: PatternLimits,
 }
 
 impl Default for ConditionLimits {
@@ -44,6 +50,7 @@ impl Default for ConditionLimits {
             min_window: Duration::from_secs(1),
             max_window: Duration::from_secs(30 * 24 * 3600),
             min_timer: Duration::from_secs(60),
+            pattern: PatternLimits::default(),
         }
     }
 }
@@ -57,6 +64,8 @@ pub enum Condition {
     Every,
     /// Enough matching events of one group within a sliding window of event time.
     Threshold(Threshold),
+    /// One event per step, in order of event time, within a span.
+    Sequence(Sequence),
     /// Once per burst of a group's events, when the burst is over.
     Debounce(Debounce),
     /// When a group that has been seen stops sending (and when it comes back).
@@ -64,7 +73,8 @@ pub enum Condition {
 }
 
 impl Condition {
-    const KINDS: &'static [&'static str] = &["every", "threshold", "debounce", "absence"];
+    const KINDS: &'static [&'static str] =
+        &["every", "threshold", "sequence", "debounce", "absence"];
 
     /// Reads a condition from a request body at `path`, reporting every problem.
     pub fn parse(
@@ -90,6 +100,9 @@ impl Condition {
             Some("threshold") => {
                 Threshold::parse(&mut fields, limits, problems).map(Condition::Threshold)
             }
+            Some("sequence") => {
+                Sequence::parse(&mut fields, limits, problems).map(Condition::Sequence)
+            }
             Some("debounce") => {
                 Debounce::parse(&mut fields, limits, problems).map(Condition::Debounce)
             }
@@ -112,11 +125,21 @@ impl Condition {
         condition
     }
 
+    /// What matching the condition costs beyond the trigger's pattern (a sequence's steps),
+    /// counted in the tenant's pattern budget.
+    pub fn cost(&self) -> usize {
+        match self {
+            Self::Sequence(q) => q.cost(),
+            _ => 0,
+        }
+    }
+
     /// The condition's name, as in its `kind`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Every => "every",
             Self::Threshold(_) => "threshold",
+            Self::Sequence(_) => "sequence",
             Self::Debounce(_) => "debounce",
             Self::Absence(_) => "absence",
         }
@@ -127,7 +150,83 @@ impl Condition {
         match self {
             Self::Debounce(d) => Some(Timed::Debounce(d)),
             Self::Absence(a) => Some(Timed::Absence(a)),
-            Self::Every | Self::Threshold(_) => None,
+            Self::Every | Self::Threshold(_) | Self::Sequence(_) => None,
+        }
+    }
+}
+
+/// A condition kept in a window of event time ([`threshold::Window`]): what evaluate-events
+/// counts in DynamoDB and fires once per crossing.
+#[derive(Debug, Clone, Copy)]
+pub enum Windowed<'a> {
+    Threshold(&'a Threshold),
+    Sequence(&'a Sequence),
+}
+
+impl Condition {
+    /// The condition as a windowed one, if it is one.
+    pub fn windowed(&self) -> Option<Windowed<'_>> {
+        match self {
+            Self::Threshold(t) => Some(Windowed::Threshold(t)),
+            Self::Sequence(q) => Some(Windowed::Sequence(q)),
+            _ => None,
+        }
+    }
+}
+
+impl Windowed<'_> {
+    pub fn group_by(&self) -> &GroupBy {
+        match self {
+            Self::Threshold(t) => &t.group_by,
+            Self::Sequence(q) => &q.group_by,
+        }
+    }
+
+    pub fn within(&self) -> Span {
+        match self {
+            Self::Threshold(t) => t.within,
+            Self::Sequence(q) => q.within,
+        }
+    }
+
+    /// What `event` (JSON) adds to its group's window; `None`: it takes no part.
+    pub fn sample(&self, event: &Value) -> Option<threshold::Sample> {
+        match self {
+            Self::Threshold(t) => t.sample(event),
+            Self::Sequence(q) => q.sample(event),
+        }
+    }
+
+    /// The span (or chain) that `event` completes, if any.
+    pub fn crossing(
+        &self,
+        window: &threshold::Window,
+        event: &crate::ids::EventId,
+    ) -> Option<threshold::Crossing> {
+        match self {
+            Self::Threshold(t) => t.crossing(window, event),
+            Self::Sequence(q) => q.crossing(window, event),
+        }
+    }
+
+    /// Why the trigger fired.
+    pub fn reason(
+        &self,
+        group: &GroupKey,
+        crossing: &threshold::Crossing,
+        window: &threshold::Window,
+    ) -> Value {
+        match self {
+            Self::Threshold(t) => t.reason(group, crossing),
+            Self::Sequence(q) => q.reason(group, crossing, window),
+        }
+    }
+
+    /// How far the group is, for an event at `at_ms` that did not fire.
+    pub fn progress(&self, window: &threshold::Window, at_ms: i64) -> Value {
+        match self {
+            Self::Threshold(t) => t.progress(window, at_ms),
+            Self::Sequence(q) => q.progress(window),
         }
     }
 }
@@ -143,6 +242,7 @@ impl TryFrom<Value> for Condition {
             min_window: Duration::from_millis(1),
             max_window: Duration::from_secs(366 * 24 * 3600),
             min_timer: Duration::from_millis(1),
+            pattern: PatternLimits::stored(),
         };
         match Self::parse(&value, "$.condition", &limits, &mut problems) {
             Some(c) if problems.is_empty() => Ok(c),
@@ -163,6 +263,7 @@ impl From<Condition> for Value {
         match &condition {
             Condition::Every => {}
             Condition::Threshold(t) => t.write(&mut map),
+            Condition::Sequence(q) => q.write(&mut map),
             Condition::Debounce(d) => d.write(&mut map),
             Condition::Absence(a) => a.write(&mut map),
         }
@@ -314,7 +415,7 @@ mod tests {
         assert!(
             problems[0]
                 .1
-                .contains("every, threshold, debounce, absence"),
+                .contains("every, threshold, sequence, debounce, absence"),
             "{problems:?}"
         );
     }

@@ -113,11 +113,14 @@ impl Simulation<'_> {
                     });
                 }
             }
-            Condition::Threshold(threshold) => {
-                let Some(group) = threshold.group_by.key_of(document) else {
+            Condition::Threshold(_) | Condition::Sequence(_) => {
+                let Some(windowed) = self.condition.windowed() else {
                     return;
                 };
-                let Some(sample) = threshold.sample(document) else {
+                let Some(group) = windowed.group_by().key_of(document) else {
+                    return;
+                };
+                let Some(sample) = windowed.sample(document) else {
                     return;
                 };
                 let text = group.as_text().to_owned();
@@ -134,13 +137,13 @@ impl Simulation<'_> {
                         consumed: false,
                     },
                 );
-                let Some(crossing) = threshold.crossing(window, &event.id) else {
+                let Some(crossing) = windowed.crossing(window, &event.id) else {
                     return;
                 };
+                let reason = windowed.reason(&group, &crossing, window);
                 if !self.cooldown_free(&text) {
                     return;
                 }
-                let reason = threshold.reason(&group, &crossing);
                 if let Some((_, window)) = self.windows.get_mut(&text) {
                     window.fire(&crossing, &event.id, reason.clone());
                 }

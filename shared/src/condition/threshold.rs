@@ -300,7 +300,7 @@ fn whole(value: &Value, path: &str, problems: &mut Problems) -> Option<u64> {
     }
 }
 
-fn millis_text(ms: i64) -> String {
+pub(super) fn millis_text(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
@@ -355,6 +355,8 @@ pub enum Sample {
     Number(f64),
     /// The distinct field's value as JSON text (or its digest, when long).
     Value(String),
+    /// The sequence steps the event matches (bit `i` for step `i`).
+    Steps(u32),
 }
 
 /// What the measure came to over a span.
@@ -416,7 +418,7 @@ pub struct Window {
 
 impl Window {
     /// Entries no firing consumed, oldest first (at most the newest [`MAX_LIVE_ENTRIES`]).
-    fn live(&self) -> Vec<(&EventId, &Entry)> {
+    pub(super) fn live(&self) -> Vec<(&EventId, &Entry)> {
         let mut live: Vec<(&EventId, &Entry)> =
             self.entries.iter().filter(|(_, e)| !e.consumed).collect();
         live.sort_by(|a, b| (a.1.at_ms, a.0).cmp(&(b.1.at_ms, b.0)));
@@ -486,6 +488,7 @@ fn estimated_bytes(id: &EventId, entry: &Entry) -> usize {
         Sample::One => 0,
         Sample::Number(_) => 22,
         Sample::Value(v) => v.len() + 2,
+        Sample::Steps(_) => 12,
     };
     let reason = entry.reason.as_ref().map_or(0, |r| r.to_string().len() + 2);
     40 + id.as_str().len() + sample + reason

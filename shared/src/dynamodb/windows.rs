@@ -260,6 +260,9 @@ fn entry_value(id: &EventId, entry: &Entry) -> AttributeValue {
         Sample::Value(v) => {
             map.insert("x".to_owned(), s(v.as_str()));
         }
+        Sample::Steps(mask) => {
+            map.insert("s".to_owned(), n(mask));
+        }
     }
     if let Some(reason) = &entry.reason {
         map.insert("r".to_owned(), s(reason.to_string()));
@@ -299,13 +302,17 @@ fn window_of(
         let map = value.as_m().map_err(|_| corrupt("an entry is not a map"))?;
         let id = get_s(map, pk, "i")?.ok_or_else(|| corrupt("an entry has no `i`"))?;
         let at_ms = get_n(map, pk, "t")?.ok_or_else(|| corrupt("an entry has no `t`"))?;
-        let sample = match (map.get("n"), get_s(map, pk, "x")?) {
-            (Some(AttributeValue::N(x)), None) => Sample::Number(
+        let steps = get_n(map, pk, "s")?;
+        let sample = match (map.get("n"), get_s(map, pk, "x")?, steps) {
+            (Some(AttributeValue::N(x)), None, None) => Sample::Number(
                 x.parse::<f64>()
                     .map_err(|_| corrupt("an entry's `n` is not a number"))?,
             ),
-            (None, Some(x)) => Sample::Value(x.to_owned()),
-            (None, None) => Sample::One,
+            (None, Some(x), None) => Sample::Value(x.to_owned()),
+            (None, None, Some(mask)) => Sample::Steps(
+                u32::try_from(mask).map_err(|_| corrupt("an entry's `s` is not a step mask"))?,
+            ),
+            (None, None, None) => Sample::One,
             _ => return Err(corrupt("an entry's sample is malformed")),
         };
         let reason = get_s(map, pk, "r")?

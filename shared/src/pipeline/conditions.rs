@@ -1,7 +1,7 @@
 //! Conditions over time, as evaluate-events applies them to one matched event: which group the
 //! event belongs to, what it adds to the group's window, and whether this event fires.
 //!
-//! # Order of work for a threshold, and why
+//! # Order of work for a threshold or a sequence (a windowed condition), and why
 //!
 //! 1. Count the event in its group's window (one conditional `UpdateItem` that returns the
 //!    window; a redelivered event is refused and gets the window as it is).
@@ -20,7 +20,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::trigger_cache::CompiledTrigger;
-use crate::condition::threshold::{Entry, REDELIVERY_HORIZON_MS, Threshold, Window};
+use crate::condition::Windowed;
+use crate::condition::threshold::{Entry, REDELIVERY_HORIZON_MS, Window};
 use crate::dynamodb::windows::MAX_REMOVALS_PER_WRITE;
 use crate::dynamodb::{CooldownLock, DynamoError, WindowKey, WindowStore};
 use crate::event::Event;
@@ -48,7 +49,7 @@ pub enum Outcome {
     NotCounted(&'static str),
 }
 
-/// Threshold windows and cooldowns, for evaluate-events.
+/// Windows of thresholds and sequences, and cooldowns, for evaluate-events.
 #[derive(Debug, Clone)]
 pub struct Conditions {
     windows: WindowStore,
@@ -77,18 +78,18 @@ impl Conditions {
         Self { windows, cooldowns }
     }
 
-    /// Applies `threshold` of `trigger` to `event` (whose JSON form is `document`), received
+    /// Applies the windowed condition of `trigger` to `event` (whose JSON form is `document`), received
     /// at `received_at` (the cooldown's clock and the window's retention run on it).
-    pub async fn threshold(
+    pub async fn windowed(
         &self,
         tenant: TenantId,
         trigger: &CompiledTrigger,
-        threshold: &Threshold,
+        threshold: Windowed<'_>,
         event: &Event,
         document: &Value,
         received_at: DateTime<Utc>,
     ) -> Result<Outcome, DynamoError> {
-        let Some(group) = threshold.group_by.key_of(document) else {
+        let Some(group) = threshold.group_by().key_of(document) else {
             return Ok(Outcome::NotCounted(
                 "no group: a group_by field is missing or null (or its values exceed 1 KB)",
             ));
@@ -111,7 +112,7 @@ impl Conditions {
             consumed: false,
         };
         let keep_until = received_at
-            + chrono::Duration::milliseconds(threshold.within.as_millis())
+            + chrono::Duration::milliseconds(threshold.within().as_millis())
             + chrono::Duration::milliseconds(REDELIVERY_HORIZON_MS)
             + WINDOW_RETENTION;
         let mut window = self
@@ -124,7 +125,7 @@ impl Conditions {
                 return Ok(Outcome::Fire(reason.clone()));
             }
             let Some(crossing) = threshold.crossing(&window, &event.id) else {
-                self.tidy(key, &window, threshold).await;
+                self.tidy(key, &window, threshold.within()).await;
                 return Ok(Outcome::InProgress(
                     threshold.progress(&window, entry.at_ms),
                 ));
@@ -145,10 +146,10 @@ impl Conditions {
                     return Ok(Outcome::CoolingDown);
                 }
             }
-            let reason = threshold.reason(&group, &crossing);
+            let reason = threshold.reason(&group, &crossing, &window);
             let mut after = window.clone();
             after.fire(&crossing, &event.id, reason.clone());
-            let prune = after.prunable(threshold.within);
+            let prune = after.prunable(threshold.within());
             if self
                 .windows
                 .fire(key, window.epoch, &crossing, &event.id, &reason, &prune)
@@ -166,8 +167,8 @@ impl Conditions {
 
     /// Removes what the window no longer needs once enough has gathered (one write per
     /// [`PRUNE_BATCH`] or so counted events); a failure only postpones it.
-    async fn tidy(&self, key: WindowKey<'_>, window: &Window, threshold: &Threshold) {
-        let prune: Vec<EventId> = window.prunable(threshold.within);
+    async fn tidy(&self, key: WindowKey<'_>, window: &Window, within: crate::condition::Span) {
+        let prune: Vec<EventId> = window.prunable(within);
         if prune.len() < PRUNE_BATCH.min(MAX_REMOVALS_PER_WRITE) {
             return;
         }

@@ -39,7 +39,7 @@ use super::messages::EventMessage;
 use super::outbox::{Outbox, Outgoing};
 use super::timers;
 use super::trigger_cache::{CompiledTrigger, TriggerCache};
-use crate::condition::Threshold;
+use crate::condition::Windowed;
 use crate::config::EvaluateConfig;
 use crate::config::pipeline::{DELIVERY_BODY_THRESHOLD, EVENT_CLAIM_THRESHOLD};
 use crate::dynamodb::{CooldownLock, Table, WindowStore};
@@ -316,12 +316,9 @@ impl Evaluator {
         unfired: &[&'t CompiledTrigger],
         evaluation: &mut Evaluation,
     ) -> Result<Vec<(&'t CompiledTrigger, Value)>, StageError> {
-        let thresholds: Vec<(&CompiledTrigger, &Threshold)> = unfired
+        let thresholds: Vec<(&CompiledTrigger, Windowed)> = unfired
             .iter()
-            .filter_map(|t| match &t.condition {
-                Condition::Threshold(th) => Some((*t, th)),
-                _ => None,
-            })
+            .filter_map(|t| t.condition.windowed().map(|w| (*t, w)))
             .collect();
         if thresholds.is_empty() {
             return Ok(Vec::new());
@@ -333,7 +330,7 @@ impl Evaluator {
             .map(|(trigger, threshold)| async move {
                 let outcome = self
                     .conditions
-                    .threshold(tenant, trigger, threshold, event, document, received_at)
+                    .windowed(tenant, trigger, threshold, event, document, received_at)
                     .await;
                 (trigger, outcome)
             })

@@ -124,20 +124,28 @@ async fn check_cost(
     if !spec.enabled {
         return Ok(());
     }
-    let patterns = sqlx::query_scalar!(
-        "SELECT pattern FROM triggers WHERE tenant_id = $1 AND enabled AND ($2::uuid IS NULL OR id <> $2)",
+    let rows = sqlx::query!(
+        "SELECT pattern, condition FROM triggers WHERE tenant_id = $1 AND enabled AND ($2::uuid IS NULL OR id <> $2)",
         tenant.as_uuid(),
         except.map(|id| id.0)
     )
     .fetch_all(conn)
     .await?;
     let limits = crate::pattern::PatternLimits::stored();
-    let stored: usize = patterns
+    // A sequence's step patterns are matched too: they count with the trigger's pattern.
+    let stored: usize = rows
         .iter()
-        .filter_map(|p| crate::pattern::Pattern::from_value(p, &limits).ok())
-        .map(|p| p.cost())
+        .map(|r| {
+            let pattern =
+                crate::pattern::Pattern::from_value(&r.pattern, &limits).map_or(0, |p| p.cost());
+            let steps =
+                serde_json::from_value::<Condition>(r.condition.clone()).map_or(0, |c| c.cost());
+            pattern.saturating_add(steps)
+        })
         .fold(0, usize::saturating_add);
-    let total = stored.saturating_add(spec.pattern.cost());
+    let total = stored
+        .saturating_add(spec.pattern.cost())
+        .saturating_add(spec.condition.cost());
     if total > budget.max_pattern_cost {
         return Err(TriggerWriteError::CostBudget {
             total,

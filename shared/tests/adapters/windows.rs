@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
 use triggeriq::condition::threshold::{Entry, Sample};
-use triggeriq::condition::{Condition, GroupKey, Threshold};
+use triggeriq::condition::{Condition, GroupKey, Threshold, Windowed};
 use triggeriq::dynamodb::{CooldownLock, DynamoError, WindowKey, WindowStore};
 use triggeriq::event::{Event, EventId};
 use triggeriq::ids::{TenantId, TriggerId};
@@ -217,7 +217,7 @@ async fn concurrent_evaluations_of_one_group_fire_once_per_crossing() {
                 // Contention fails the message, and SQS delivers it again.
                 for _ in 0..10 {
                     match conditions
-                        .threshold(tenant, &trigger, t, &ev, &doc, t0())
+                        .windowed(tenant, &trigger, Windowed::Threshold(t), &ev, &doc, t0())
                         .await
                     {
                         Ok(outcome) => return (ev.id.clone(), outcome),
@@ -288,7 +288,7 @@ async fn a_cooldown_holds_a_met_threshold_until_it_ends() {
         let at = t0() + chrono::Duration::minutes(minutes);
         let (ev, doc) = event(&format!("e{i}"), "c-1", at);
         let outcome = conditions
-            .threshold(tenant, &trigger, t, &ev, &doc, at)
+            .windowed(tenant, &trigger, Windowed::Threshold(t), &ev, &doc, at)
             .await
             .unwrap();
         outcomes.push(match outcome {
@@ -307,7 +307,7 @@ async fn a_cooldown_holds_a_met_threshold_until_it_ends() {
     let mut doc = doc;
     doc["data"] = json!({});
     let outcome = conditions
-        .threshold(tenant, &trigger, t, &ev, &doc, t0())
+        .windowed(tenant, &trigger, Windowed::Threshold(t), &ev, &doc, t0())
         .await
         .unwrap();
     let Outcome::NotCounted(why) = outcome else {

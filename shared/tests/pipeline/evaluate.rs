@@ -669,10 +669,10 @@ async fn a_threshold_firing_written_to_its_window_is_recorded_by_the_redelivery_
     let conditions = Conditions::new(WindowStore::new(table.clone()), CooldownLock::new(table));
     let document = serde_json::to_value(event).unwrap();
     let died = conditions
-        .threshold(
+        .windowed(
             t,
             matched[0],
-            threshold,
+            triggeriq::condition::Windowed::Threshold(threshold),
             event,
             &document,
             parsed[2].received_at,
@@ -698,4 +698,76 @@ async fn a_threshold_firing_written_to_its_window_is_recorded_by_the_redelivery_
     assert!(third.fired.is_empty());
     assert_eq!(count(&pool, "SELECT count(*) FROM firings").await, 1);
     assert_eq!(count(&pool, "SELECT count(*) FROM deliveries").await, 1);
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn a_sequence_completes_by_event_time_even_when_its_second_step_arrives_first(pool: PgPool) {
+    let stack = Stack::new(pool.clone()).await;
+    let t = stack.tenant().await;
+    let trigger = stack
+        .trigger(
+            t,
+            json!({
+                "name": "Trial then limit",
+                "pattern": {"source": ["app"]},
+                "condition": {"kind": "sequence", "within": "7d", "group_by": ["$.data.account"],
+                              "steps": [{"type": ["trial.started"]}, {"type": ["usage.limit_hit"]}]},
+                "actions": [{"url": "https://hooks.example.com/a"}]
+            }),
+        )
+        .await;
+    let evaluator = stack.evaluator();
+    let event = |id: &str, kind: &str, day: u32, account: &str| {
+        json!({"id": id, "type": kind, "source": "app",
+               "time": format!("2026-04-{day:02}T09:00:00Z"), "data": {"account": account}})
+    };
+    // The limit (April 5) arrives before the trial start (April 1) of account A; B only hits
+    // its limit; a step event from another source is filtered out by the trigger's pattern.
+    for body in [
+        event("limit-a", "usage.limit_hit", 5, "A"),
+        event("limit-b", "usage.limit_hit", 5, "B"),
+        json!({"id": "trial-b-elsewhere", "type": "trial.started", "source": "crm",
+               "time": "2026-04-01T09:00:00Z", "data": {"account": "B"}}),
+        event("trial-a", "trial.started", 1, "A"),
+    ] {
+        let m = ingested(&stack, t, body).await;
+        let m = message_of(&stack, &m[0]).await;
+        evaluator.evaluate(&m).await.unwrap();
+        // Each delivered twice: a redelivery changes nothing.
+        evaluator.evaluate(&m).await.unwrap();
+    }
+    let listed = firings::list(&pool, t, &Default::default(), 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let firing = &listed[0];
+    assert_eq!(firing.trigger.id, trigger.id);
+    assert_eq!(
+        firing.event_id.as_str(),
+        "trial-a",
+        "the event that completed it"
+    );
+    assert_eq!(firing.reasons["condition"], "sequence");
+    assert_eq!(firing.reasons["group"], json!(["A"]));
+    assert_eq!(firing.reasons["event_ids"], json!(["trial-a", "limit-a"]));
+    assert_eq!(
+        firing.reasons["steps"][1]["time"],
+        "2026-04-05T09:00:00.000Z"
+    );
+    // B waits for its first step, and says so.
+    let shown = call(
+        &stack.reads(),
+        event_routes::get,
+        Req::new("get-event", t).id("limit-b"),
+    )
+    .await;
+    assert_eq!(
+        shown.body["matched"][0]["outcome"], "in_progress",
+        "{}",
+        shown.body
+    );
+    assert_eq!(
+        shown.body["matched"][0]["progress"]["steps_seen"],
+        json!([2])
+    );
 }

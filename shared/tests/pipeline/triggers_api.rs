@@ -1162,6 +1162,7 @@ async fn conditions_over_time_are_stored_as_sent_and_hostile_ones_refused_by_pat
         json!({"kind": "threshold", "count": 3, "within": "1h", "group_by": ["$.data.customer.id"]}),
         json!({"kind": "threshold", "sum": "$.data.amount", "at_least": 500.5, "within": "1d", "group_by": []}),
         json!({"kind": "debounce", "quiet": "5m", "max_wait": "1h", "deliver": "all", "group_by": ["$.subject"]}),
+        json!({"kind": "sequence", "steps": [{"type": ["a"]}, {"data": {"n": [{"numeric": [">", 1]}]}}], "within": "7d", "group_by": ["$.data.account"]}),
         json!({"kind": "absence", "every": "10m", "grace": "2m", "recovered": false, "group_by": ["$[\"odd key\"]"]}),
     ] {
         let body = json!({"name": "t", "pattern": {"type": ["x"]}, "condition": condition,
@@ -1191,6 +1192,14 @@ async fn conditions_over_time_are_stored_as_sent_and_hostile_ones_refused_by_pat
         (
             json!({"kind": "absence", "every": "10s"}),
             "$.condition.every",
+        ),
+        (
+            json!({"kind": "sequence", "within": "1h", "steps": [{"type": ["a"]}, {"type": [{"prefix": 3}]}]}),
+            "$.condition.steps[1].type[0].prefix",
+        ),
+        (
+            json!({"kind": "sequence", "within": "1h", "steps": vec![json!({"type": ["a"]}); 6]}),
+            "$.condition.steps",
         ),
         (
             json!({"kind": "debounce", "quiet": huge}),
