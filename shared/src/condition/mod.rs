@@ -368,10 +368,32 @@ fn group_by_field<'a>(fields: &mut Fields<'a>, problems: &mut Problems) -> Optio
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// Asserts that each condition is refused with a problem at its path.
+    pub(crate) fn assert_refused_at(cases: &[(Value, &str)]) {
+        for (value, path) in cases {
+            let mut problems = Problems::default();
+            let parsed = Condition::parse(
+                value,
+                "$.condition",
+                &ConditionLimits::default(),
+                &mut problems,
+            );
+            assert!(
+                parsed.is_none() || !problems.is_empty(),
+                "{value} should be refused"
+            );
+            assert!(
+                problems.0.iter().any(|p| p.path == *path),
+                "{value}: expected {path}, got {:?}",
+                problems.0
+            );
+        }
+    }
 
     fn parse(value: Value) -> Result<Condition, Vec<(String, String)>> {
         let mut problems = Problems::default();

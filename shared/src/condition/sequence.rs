@@ -372,24 +372,7 @@ mod tests {
                 "$.condition.then_not",
             ),
         ];
-        for (value, path) in cases {
-            let mut problems = Problems::default();
-            let parsed = Condition::parse(
-                &value,
-                "$.condition",
-                &ConditionLimits::default(),
-                &mut problems,
-            );
-            assert!(
-                parsed.is_none() || !problems.is_empty(),
-                "{value} should be refused"
-            );
-            assert!(
-                problems.0.iter().any(|p| p.path == path),
-                "{value}: expected {path}, got {:?}",
-                problems.0
-            );
-        }
+        crate::condition::tests::assert_refused_at(&cases);
     }
 
     #[test]

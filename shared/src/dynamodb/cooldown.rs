@@ -63,19 +63,8 @@ impl CooldownLock {
         cooldown: Duration,
         now: DateTime<Utc>,
     ) -> Result<bool, DynamoError> {
-        if owner.is_empty() {
-            return Err(DynamoError::InvalidInput {
-                field: "owner",
-                reason: "must not be empty".to_owned(),
-            });
-        }
-        self.put(
-            key(tenant, trigger, None)?,
-            cooldown,
-            now,
-            Some(owner.as_str()),
-        )
-        .await
+        self.put_owned(key(tenant, trigger, None)?, owner, cooldown, now)
+            .await
     }
 
     /// [`Self::try_acquire_for`] for one group of a trigger (`group` is the group's digest).
@@ -88,19 +77,8 @@ impl CooldownLock {
         cooldown: Duration,
         now: DateTime<Utc>,
     ) -> Result<bool, DynamoError> {
-        if owner.is_empty() {
-            return Err(DynamoError::InvalidInput {
-                field: "owner",
-                reason: "must not be empty".to_owned(),
-            });
-        }
-        self.put(
-            key(tenant, trigger, Some(group))?,
-            cooldown,
-            now,
-            Some(owner.as_str()),
-        )
-        .await
+        self.put_owned(key(tenant, trigger, Some(group))?, owner, cooldown, now)
+            .await
     }
 
     /// [`Self::try_acquire`] for one group of a trigger (for example one
@@ -115,6 +93,23 @@ impl CooldownLock {
     ) -> Result<bool, DynamoError> {
         self.put(key(tenant, trigger, Some(group))?, cooldown, now, None)
             .await
+    }
+
+    /// [`Self::put`] on behalf of `owner`, which must name someone.
+    async fn put_owned(
+        &self,
+        pk: String,
+        owner: &EventId,
+        cooldown: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, DynamoError> {
+        if owner.is_empty() {
+            return Err(DynamoError::InvalidInput {
+                field: "owner",
+                reason: "must not be empty".to_owned(),
+            });
+        }
+        self.put(pk, cooldown, now, Some(owner.as_str())).await
     }
 
     #[tracing::instrument(skip(self, cooldown, now))]

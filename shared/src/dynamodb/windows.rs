@@ -85,6 +85,19 @@ impl WindowStore {
         Self { table }
     }
 
+    /// An `UpdateItem` of the window item `pk`.
+    fn update(
+        &self,
+        pk: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.table
+            .client()
+            .update_item()
+            .table_name(self.table.name())
+            .key("pk", s(pk))
+            .key("sk", s(SORT_KEY))
+    }
+
     /// Counts `entry` for event `id` in the window at `key`, keeping the item until at least
     /// `keep_until`; answers the window with the entry in it.
     pub async fn observe(
@@ -96,12 +109,7 @@ impl WindowStore {
     ) -> Result<Observed, DynamoError> {
         let pk = key.pk()?;
         let result = self
-            .table
-            .client()
-            .update_item()
-            .table_name(self.table.name())
-            .key("pk", s(&pk))
-            .key("sk", s(SORT_KEY))
+            .update(&pk)
             .update_expression(
                 "SET #e = :entry, #group = :group, expires_at = :exp, epoch = if_not_exists(epoch, :zero)",
             )
@@ -172,12 +180,7 @@ impl WindowStore {
             });
         }
         let mut update = self
-            .table
-            .client()
-            .update_item()
-            .table_name(self.table.name())
-            .key("pk", s(&pk))
-            .key("sk", s(SORT_KEY))
+            .update(&pk)
             .condition_expression("epoch = :seen")
             .expression_attribute_names("#f", attribute_of(firer))
             .expression_attribute_names("#consumed", CONSUMED)
@@ -211,12 +214,7 @@ impl WindowStore {
         }
         let pk = key.pk()?;
         let mut update = self
-            .table
-            .client()
-            .update_item()
-            .table_name(self.table.name())
-            .key("pk", s(&pk))
-            .key("sk", s(SORT_KEY))
+            .update(&pk)
             // Never create an empty item for a window that expired meanwhile.
             .condition_expression("attribute_exists(pk)");
         let ids = &ids[..ids.len().min(MAX_REMOVALS_PER_WRITE)];
