@@ -133,6 +133,9 @@ if os.environ.get("READ_KEY"):
     expect("read key: GET /v1/triggers/{id}", call("GET", f"/v1/triggers/{tid}", rk), 200)
     expect("read key: POST /v1/patterns/test",
            call("POST", "/v1/patterns/test", rk, {"pattern": {"type": ["a"]}, "event": {"type": "a"}}), 200)
+    expect("read key: POST /v1/triggers/test",
+           call("POST", "/v1/triggers/test", rk,
+                {"trigger": trigger, "events": [{"type": "a", "time": "2026-04-01T09:00:00Z"}]}), 200)
 
 if os.environ.get("OTHER_KEY"):
     ok = os.environ["OTHER_KEY"]

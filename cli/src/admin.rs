@@ -16,7 +16,8 @@ use uuid::Uuid;
 #[derive(Args)]
 pub struct ScopeArgs {
     /// What the key may do: ingest (POST /v1/events), read (GET routes, POST
-    /// /v1/patterns/test), admin (trigger writes, delivery retries, the signing secret).
+    /// /v1/patterns/test, POST /v1/triggers/test), admin (trigger writes, delivery retries,
+    /// the signing secret).
     /// Repeat it or separate with commas: --scope ingest,read.
     #[arg(long = "scope", value_name = "SCOPE", value_delimiter = ',',
           value_parser = ["ingest", "read", "admin"])]

@@ -1,6 +1,8 @@
 //! `triggeriq trigger test`: a trigger run over a file of events, offline, on a simulated clock
 //! ([`triggeriq::condition::simulate`]): the same matcher and condition logic as the pipeline,
-//! no stack, no side effects.
+//! no stack, no side effects. The events are read as `POST /v1/triggers/test` reads them
+//! ([`triggeriq::condition::trial`]); the trigger is held to relaxed limits (any webhook
+//! target, timers of a second), the run to a far larger firing cap.
 
 use std::fs;
 use std::io::Write as _;
@@ -9,10 +11,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
 use serde_json::Value;
-use triggeriq::condition::simulate::simulate;
-use triggeriq::event::{Event, EventLimits, IngestBody};
+use triggeriq::condition::simulate::SimulateLimits;
+use triggeriq::condition::trial::{self, Trial};
+use triggeriq::event::{Event, EventLimits};
 use triggeriq::problem::{FieldError, Problem};
 use triggeriq::trigger::{BodyKind, ConditionLimits, TriggerBody, TriggerLimits};
 use triggeriq::webhook::ssrf::TargetPolicy;
@@ -27,8 +29,9 @@ pub struct TriggerCmd {
 #[derive(Debug, clap::Subcommand)]
 enum TriggerSub {
     /// Run a trigger over events, offline: prints one JSON line per firing, in firing order:
-    /// {"time", "group", "event_ids", "reason"}. Exits 0 whether or not anything fired, 2 on
-    /// an invalid trigger or event (a problem+json document on standard error).
+    /// {"time", "group", "event_ids", "reason"}. Exits 0 whether or not anything fired (also
+    /// when it stops at --max-firings, with a warning on standard error), 2 on an invalid
+    /// trigger or event (a problem+json document on standard error).
     Test {
         /// A trigger body, as POST /v1/triggers takes it (JSON).
         #[arg(long)]
@@ -40,6 +43,11 @@ enum TriggerSub {
         /// How long the clock runs past the last event, for deadlines (absence, debounce).
         #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
         until: Duration,
+        /// Stop after this many firings, with a warning on standard error: a long --until
+        /// over a short timer would otherwise fire without end. Far beyond what a file asks
+        /// for on purpose (POST /v1/triggers/test stops at 1,000).
+        #[arg(long, default_value_t = 100_000)]
+        max_firings: usize,
     },
 }
 
@@ -49,6 +57,7 @@ pub fn run(cmd: TriggerCmd) -> anyhow::Result<ExitCode> {
         trigger,
         events,
         until,
+        max_firings,
     } = cmd.command;
     let spec = match read_trigger(&trigger)? {
         Ok(spec) => spec,
@@ -58,20 +67,40 @@ pub fn run(cmd: TriggerCmd) -> anyhow::Result<ExitCode> {
         Ok(events) => events,
         Err(problem) => return Ok(refuse(&problem)),
     };
-    let fired = simulate(
-        &spec.pattern,
-        &spec.condition,
-        spec.cooldown.map(|c| c.as_duration()),
-        &events,
+    let trial = Trial {
+        spec,
+        events,
         until,
-    );
+    };
+    // No allowance for matching: the work is the operator's own, on their machine.
+    let limits = SimulateLimits {
+        max_firings,
+        max_match_steps: u64::MAX,
+    };
+    let ran = match trial.run(limits) {
+        Ok(ran) => ran,
+        // Unreachable with an allowance of u64::MAX steps; answered as the route would.
+        Err(e) => {
+            return Ok(refuse(
+                &Problem::new(422, "invalid-trigger", "The trigger is not valid")
+                    .with_errors(vec![FieldError::new("$.pattern", e.to_string())]),
+            ));
+        }
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    for firing in fired {
-        serde_json::to_writer(&mut out, &firing)?;
+    for firing in &ran.firings {
+        serde_json::to_writer(&mut out, firing)?;
         out.write_all(b"\n")?;
     }
     out.flush()?;
+    if ran.truncated {
+        eprintln!(
+            "warning: stopped after {} firings (--max-firings); later events and deadlines \
+             were not run",
+            ran.firings.len()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -115,54 +144,22 @@ fn read_trigger(path: &Path) -> anyhow::Result<Result<triggeriq::trigger::Trigge
         }))
 }
 
+/// The events file: one event per line (blank lines skipped), each read as the route reads
+/// the elements of `events` ([`triggeriq::condition::trial::read_events`]), its problems
+/// named by line.
 fn read_events(path: &Path) -> anyhow::Result<Result<Vec<Event>, Problem>> {
     let text =
         fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let limits = EventLimits::default();
-    let mut events = Vec::new();
-    let mut errors = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = format!("line {}", i + 1);
-        let has_time = serde_json::from_str::<Value>(line)
-            .ok()
-            .is_some_and(|v| v.get("time").is_some_and(Value::is_string));
-        if !has_time {
-            errors.push(FieldError::new(
-                format!("{at}: $.time"),
-                "is required: a JSON object with its `time` (the simulated clock reads it)",
-            ));
-            continue;
-        }
-        match IngestBody::parse(line.as_bytes(), &limits, Utc::now()) {
-            Ok(body) if !body.batch => {
-                for item in body.items {
-                    match item.parsed {
-                        Ok(event) => events.push(event),
-                        Err(rejected) => errors.extend(
-                            rejected
-                                .errors
-                                .into_iter()
-                                .map(|e| FieldError::new(format!("{at}: {}", e.path), e.message)),
-                        ),
-                    }
-                }
-            }
-            Ok(_) => errors.push(FieldError::new(at, "must hold one event, not a batch")),
-            Err(e) => errors.push(FieldError::new(at, format!("{e:?}"))),
-        }
-    }
-    if errors.is_empty() {
-        Ok(Ok(events))
-    } else {
-        Ok(Err(Problem::new(
-            422,
-            "invalid-events",
-            "Some events are not valid",
-        )
-        .with_detail(path.display().to_string())
-        .with_errors(errors)))
-    }
+    let lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| (format!("line {}: $", i + 1), line));
+    Ok(
+        trial::read_events(lines, &EventLimits::default()).map_err(|errors| {
+            Problem::new(422, "invalid-events", "Some events are not valid")
+                .with_detail(path.display().to_string())
+                .with_errors(errors)
+        }),
+    )
 }

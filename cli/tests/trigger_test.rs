@@ -1,6 +1,6 @@
 //! `triggeriq trigger test`: a trigger over a file of events, offline, with the firings as
-//! JSON lines; out-of-order arrival, deadlines on the simulated clock, and bad input as a
-//! problem document with exit code 2.
+//! JSON lines; out-of-order arrival, deadlines on the simulated clock, bad input as a problem
+//! document with exit code 2, and a run that stops at its firing cap with a warning.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -152,6 +152,42 @@ fn an_event_without_time_or_with_a_nul_is_refused_by_line() {
         .iter()
         .filter_map(|e| e["path"].as_str())
         .collect();
-    assert!(paths.iter().any(|p| p.starts_with("line 1")), "{problem}");
-    assert!(paths.iter().any(|p| p.starts_with("line 2")), "{problem}");
+    assert!(paths.contains(&"line 1: $.time"), "{problem}");
+    assert!(paths.contains(&"line 2: $.id"), "{problem}");
+}
+
+#[test]
+fn a_run_that_reaches_max_firings_stops_there_with_a_warning() {
+    // Heartbeats 5 minutes apart under an absence of one minute: down and recovered at every
+    // heartbeat, 5 firings in all with the clock run past the last.
+    let events: Vec<Value> = (0..3)
+        .map(|i| {
+            failed(
+                &format!("hb{i}"),
+                &format!("2026-04-01T09:{:02}:00Z", 5 * i),
+                "A",
+            )
+        })
+        .collect();
+    let condition = json!({"kind": "absence", "every": "1m"});
+    let (code, fired, stderr) = run(
+        &trigger(condition.clone()),
+        &events,
+        &["--until", "1h"],
+        "all-firings",
+    );
+    assert_eq!((code, fired.len()), (0, 5), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    let (code, capped, stderr) = run(
+        &trigger(condition),
+        &events,
+        &["--until", "1h", "--max-firings", "3"],
+        "max-firings",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(capped, fired[..3], "the first firings, as without the cap");
+    assert!(
+        stderr.contains("stopped after 3 firings"),
+        "a warning on standard error: {stderr}"
+    );
 }

@@ -47,7 +47,7 @@ impl std::fmt::Debug for NewApiKey {
 pub enum Scope {
     /// `POST /v1/events`.
     Ingest,
-    /// The `GET` routes and `POST /v1/patterns/test`.
+    /// The `GET` routes, `POST /v1/patterns/test` and `POST /v1/triggers/test`.
     Read,
     /// Trigger writes, delivery retries, the signing secret.
     Admin,

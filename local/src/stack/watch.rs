@@ -138,7 +138,7 @@ async fn relay(source: impl AsyncRead + Unpin, mut sink: impl FnMut(&[u8])) {
 /// The lines cargo lambda watch's output repeats for every function instance, and which say
 /// nothing the stack's own lines do not:
 /// - its INFO lines about starting (and stopping) instances, two per instance: with two
-///   instances of each of 16 functions, 64 lines; and those of its own start and stop;
+///   instances of each of 20 functions, 80 lines; and those of its own start and stop;
 /// - lambda_runtime's warning that `AWS_LAMBDA_MAX_CONCURRENCY` is set without its
 ///   `concurrency-tokio` feature, once per instance: cargo lambda watch sets the variable (to 1)
 ///   for every instance it runs, with or without `--concurrency`. In AWS only Lambda Managed

@@ -15,6 +15,7 @@ pub mod patterns;
 pub mod routes;
 #[cfg(feature = "aws")]
 pub mod signing;
+pub mod trials;
 #[cfg(feature = "postgres")]
 pub mod triggers;
 #[cfg(feature = "postgres")]

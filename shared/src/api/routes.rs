@@ -4,9 +4,9 @@
 //! else decides who may call a route. Tests hold the table to `openapi.yaml` and
 //! `template.yaml`.
 //!
-//! Scope by route: `ingest` sends events; `read` reads (and tests patterns, which reads
-//! nothing but costs CPU like a read); `admin` changes what the tenant's triggers do and
-//! where its webhooks go, and sees or replaces the signing secret.
+//! Scope by route: `ingest` sends events; `read` reads (and tests patterns and triggers, which
+//! read and store nothing but cost CPU like a read); `admin` changes what the tenant's triggers
+//! do and where its webhooks go, and sees or replaces the signing secret.
 
 use crate::pipeline::throttle::RouteClass;
 use crate::tenant::Scope;
@@ -45,6 +45,7 @@ pub const ROUTES: &[Route] = &[
     route("GET /v1/firings", "list-firings", Scope::Read),
     route("GET /v1/firings/{id}", "get-firing", Scope::Read),
     route("POST /v1/patterns/test", "test-pattern", Scope::Read),
+    route("POST /v1/triggers/test", "test-trigger", Scope::Read),
     route("POST /v1/triggers", "create-trigger", Scope::Admin),
     route("PUT /v1/triggers/{id}", "update-trigger", Scope::Admin),
     route("DELETE /v1/triggers/{id}", "delete-trigger", Scope::Admin),

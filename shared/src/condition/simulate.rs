@@ -1,12 +1,18 @@
 //! A trigger run over a list of events on a simulated clock, with no side effects: what
-//! `triggeriq trigger test` prints. The same pattern matcher and condition logic as the
-//! pipeline, with in-memory state instead of DynamoDB and Postgres.
+//! `triggeriq trigger test` prints and `POST /v1/triggers/test` answers. The same pattern
+//! matcher and condition logic as the pipeline, with in-memory state instead of DynamoDB and
+//! Postgres.
 //!
 //! The clock: events are taken in the order given (arrival order, which may differ from their
 //! `time`); the clock moves to an event's `time` when that is later than the clock, never
 //! back. Before each event, and at the end (the last event's time plus `until`), deadlines due
 //! by the clock fire, oldest first. Thresholds count by event time; cooldowns, debounce and
 //! absence run on the clock, as they run on receipt time in the pipeline.
+//!
+//! The work is bounded ([`SimulateLimits`]), because the route runs it for any tenant on any
+//! trigger: the run stops at the firing after the last one it may keep, and says so
+//! (`truncated`), so an `until` of days cannot turn into millions of deadline firings; and the
+//! trigger's pattern is matched within one allowance of steps for all the events together.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,7 +22,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::threshold::{Entry, Window};
-use super::{Condition, GroupKey, Seen, TimerState};
+use super::{Arrival, Condition, GroupKey, Seen, TimerState};
 use crate::event::Event;
 use crate::ids::EventId;
 use crate::pattern::Pattern;
@@ -34,15 +40,46 @@ pub struct SimulatedFiring {
     pub reason: Value,
 }
 
+/// What one run may spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimulateLimits {
+    /// The most firings a run keeps; it stops at the next one.
+    pub max_firings: usize,
+    /// Steps of the pattern interpreter for the trigger's pattern, over every event together
+    /// (see [`Pattern::matches_value_drawing`]).
+    pub max_match_steps: u64,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Simulated {
+    /// The firings, in firing order.
+    pub firings: Vec<SimulatedFiring>,
+    /// The run stopped at [`SimulateLimits::max_firings`]: more would have fired (later events
+    /// and deadlines were not looked at).
+    pub truncated: bool,
+}
+
+/// Matching the trigger's pattern against the events took more than the allowance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the pattern is too expensive to match against these events: it takes more than {max_steps} steps; simplify the pattern (fewer \"$or\" cases or values) or send fewer or smaller events"
+)]
+pub struct TooExpensive {
+    pub max_steps: u64,
+}
+
 /// Runs `pattern` and `condition` (with `cooldown`) over `events`, in the order given; then
-/// lets the clock run `until` past the last event. Answers the firings in firing order.
+/// lets the clock run `until` past the last event. Answers the firings in firing order, at most
+/// `limits.max_firings` of them.
 pub fn simulate(
     pattern: &Pattern,
     condition: &Condition,
     cooldown: Option<Duration>,
     events: &[Event],
     until: Duration,
-) -> Vec<SimulatedFiring> {
+    limits: SimulateLimits,
+) -> Result<Simulated, TooExpensive> {
     let mut sim = Simulation {
         condition,
         cooldown: cooldown.and_then(|c| chrono::Duration::from_std(c).ok()),
@@ -51,15 +88,36 @@ pub fn simulate(
         windows: BTreeMap::new(),
         timers: BTreeMap::new(),
         fired: Vec::new(),
+        max_firings: limits.max_firings,
+        truncated: false,
+        // A deadline step fires (the one past `max_firings` ends the run), unless an event
+        // made its deadline stale, at most once per event: more steps than that can only be a
+        // state that never settles, and the run must end whatever the condition logic does.
+        deadline_steps: limits
+            .max_firings
+            .saturating_add(1)
+            .saturating_add(events.len()),
     };
+    let mut allowance = limits.max_match_steps;
     for event in events {
         sim.clock = sim.clock.max(event.time);
         sim.fire_due();
+        if sim.truncated {
+            return Ok(sim.finish());
+        }
         let Ok(document) = serde_json::to_value(event) else {
             continue;
         };
-        if pattern.matches_value(&document) {
+        let matched = pattern
+            .matches_value_drawing(&document, &mut allowance)
+            .map_err(|_| TooExpensive {
+                max_steps: limits.max_match_steps,
+            })?;
+        if matched {
             sim.on_event(event, &document);
+        }
+        if sim.truncated {
+            return Ok(sim.finish());
         }
     }
     if let Some(end) = chrono::Duration::from_std(until)
@@ -69,7 +127,7 @@ pub fn simulate(
         sim.clock = end;
     }
     sim.fire_due();
-    sim.fired
+    Ok(sim.finish())
 }
 
 struct Simulation<'a> {
@@ -81,9 +139,30 @@ struct Simulation<'a> {
     windows: BTreeMap<String, (GroupKey, Window)>,
     timers: BTreeMap<String, (GroupKey, TimerState, Option<DateTime<Utc>>)>,
     fired: Vec<SimulatedFiring>,
+    max_firings: usize,
+    /// A firing beyond `max_firings` came: the run is over.
+    truncated: bool,
+    /// Deadline steps the run may still take.
+    deadline_steps: usize,
 }
 
 impl Simulation<'_> {
+    fn finish(self) -> Simulated {
+        Simulated {
+            firings: self.fired,
+            truncated: self.truncated,
+        }
+    }
+
+    /// Keeps `firing`, or ends the run when it is one too many.
+    fn push(&mut self, firing: SimulatedFiring) {
+        if self.fired.len() < self.max_firings {
+            self.fired.push(firing);
+        } else {
+            self.truncated = true;
+        }
+    }
+
     /// Takes the cooldown of `group` at the clock, if it is free.
     fn cooldown_free(&mut self, group: &str) -> bool {
         let Some(cooldown) = self.cooldown else {
@@ -105,7 +184,7 @@ impl Simulation<'_> {
         match self.condition {
             Condition::Every => {
                 if self.cooldown_free("") {
-                    self.fired.push(SimulatedFiring {
+                    self.push(SimulatedFiring {
                         time: self.clock,
                         group: Vec::new(),
                         event_ids: vec![event.id.clone()],
@@ -113,7 +192,9 @@ impl Simulation<'_> {
                     });
                 }
             }
-            Condition::Threshold(_) | Condition::Sequence(_) => {
+            Condition::Threshold(_) | Condition::Sequence(_)
+                if self.condition.windowed().is_some() =>
+            {
                 let Some(windowed) = self.condition.windowed() else {
                     return;
                 };
@@ -147,14 +228,16 @@ impl Simulation<'_> {
                 if let Some((_, window)) = self.windows.get_mut(&text) {
                     window.fire(&crossing, &event.id, reason.clone());
                 }
-                self.fired.push(SimulatedFiring {
+                self.push(SimulatedFiring {
                     time: self.clock,
                     group: group.values().to_vec(),
                     event_ids: crossing.events,
                     reason,
                 });
             }
-            Condition::Debounce(_) | Condition::Absence(_) => {
+            Condition::Debounce(_) | Condition::Absence(_) | Condition::Sequence(_)
+                if self.condition.timed().is_some() =>
+            {
                 let Some(timed) = self.condition.timed() else {
                     return;
                 };
@@ -163,11 +246,15 @@ impl Simulation<'_> {
                 };
                 let text = group.as_text().to_owned();
                 let state = self.timers.remove(&text).map(|(_, s, _)| s);
-                let seen = Seen {
-                    id: event.id.clone(),
-                    at: self.clock,
+                let arrival = Arrival {
+                    seen: Seen {
+                        id: event.id.clone(),
+                        at: self.clock,
+                    },
+                    time: event.time,
+                    document,
                 };
-                let step = timed.on_event(state, seen, &group);
+                let step = timed.on_event(state, &arrival, &group);
                 if let Some(fire) = step.fire {
                     self.push_timer_firing(&group, fire.reason);
                 }
@@ -175,15 +262,21 @@ impl Simulation<'_> {
                     self.timers.insert(text, (group, state, step.due));
                 }
             }
+            // A condition that is neither windowed nor timed has no other form.
+            Condition::Threshold(_)
+            | Condition::Sequence(_)
+            | Condition::Debounce(_)
+            | Condition::Absence(_) => {}
         }
     }
 
-    /// Fires every deadline due by the clock, oldest first, each at its due time.
+    /// Fires every deadline due by the clock, oldest first, each at its due time; stops when
+    /// the run is over (too many firings, or no deadline steps left).
     fn fire_due(&mut self) {
         let Some(timed) = self.condition.timed() else {
             return;
         };
-        loop {
+        while !self.truncated {
             let next = self
                 .timers
                 .iter()
@@ -194,6 +287,11 @@ impl Simulation<'_> {
             let Some((due, key)) = next else {
                 return;
             };
+            let Some(left) = self.deadline_steps.checked_sub(1) else {
+                self.truncated = true;
+                return;
+            };
+            self.deadline_steps = left;
             let Some((group, state, _)) = self.timers.remove(&key) else {
                 return;
             };
@@ -219,7 +317,7 @@ impl Simulation<'_> {
                     .collect()
             })
             .unwrap_or_default();
-        self.fired.push(SimulatedFiring {
+        self.push(SimulatedFiring {
             time: self.clock,
             group: group.values().to_vec(),
             event_ids,
@@ -244,12 +342,19 @@ mod tests {
         .expect("event")
     }
 
-    fn run(
+    /// Far beyond what these tests fire or match.
+    const ROOMY: SimulateLimits = SimulateLimits {
+        max_firings: 1000,
+        max_match_steps: u64::MAX,
+    };
+
+    fn run_within(
         condition: Value,
         cooldown: Option<u64>,
         events: &[Event],
         until_minutes: u64,
-    ) -> Vec<SimulatedFiring> {
+        limits: SimulateLimits,
+    ) -> Result<Simulated, TooExpensive> {
         let pattern = Pattern::parse(r#"{"type": ["t"]}"#).expect("pattern");
         let condition: Condition = serde_json::from_value(condition).expect("condition");
         simulate(
@@ -258,7 +363,19 @@ mod tests {
             cooldown.map(Duration::from_secs),
             events,
             Duration::from_secs(until_minutes * 60),
+            limits,
         )
+    }
+
+    fn run(
+        condition: Value,
+        cooldown: Option<u64>,
+        events: &[Event],
+        until_minutes: u64,
+    ) -> Vec<SimulatedFiring> {
+        let ran = run_within(condition, cooldown, events, until_minutes, ROOMY).expect("cheap");
+        assert!(!ran.truncated);
+        ran.firings
     }
 
     #[test]
@@ -357,5 +474,102 @@ mod tests {
                 ("09:35".into(), vec![EventId::new("e3")])
             ]
         );
+    }
+
+    /// Heartbeats of one device every 5 minutes, for [`flapping_absence`]: each gap fires
+    /// `down` and the heartbeat after it `recovered`; `until` adds the last `down` (2n - 1).
+    fn flapping(n: i64) -> Vec<Event> {
+        (0..n)
+            .map(|i| event(&format!("hb{i}"), i * 5, json!({})))
+            .collect()
+    }
+
+    fn flapping_absence() -> Value {
+        json!({"kind": "absence", "every": "1m"})
+    }
+
+    #[test]
+    fn a_run_stops_at_its_firing_cap_and_says_it_was_cut_short() {
+        let events = flapping(20);
+        let all = run(flapping_absence(), None, &events, 30 * 24 * 60);
+        assert_eq!(
+            all.len(),
+            2 * 20 - 1,
+            "every gap, and the last heartbeat's deadline"
+        );
+        let capped = run_within(
+            flapping_absence(),
+            None,
+            &events,
+            30 * 24 * 60,
+            SimulateLimits {
+                max_firings: 7,
+                ..ROOMY
+            },
+        )
+        .expect("cheap");
+        assert!(capped.truncated);
+        assert_eq!(
+            capped.firings,
+            all[..7],
+            "the first firings, as an uncapped run"
+        );
+    }
+
+    #[test]
+    fn a_run_that_fires_exactly_its_cap_is_not_cut_short() {
+        let events = flapping(3);
+        let exact = run_within(
+            flapping_absence(),
+            None,
+            &events,
+            60,
+            SimulateLimits {
+                max_firings: 5,
+                ..ROOMY
+            },
+        )
+        .expect("cheap");
+        assert_eq!((exact.firings.len(), exact.truncated), (5, false));
+        let one_short = run_within(
+            flapping_absence(),
+            None,
+            &events,
+            60,
+            SimulateLimits {
+                max_firings: 4,
+                ..ROOMY
+            },
+        )
+        .expect("cheap");
+        assert_eq!((one_short.firings.len(), one_short.truncated), (4, true));
+    }
+
+    #[test]
+    fn the_pattern_is_matched_within_one_allowance_for_all_the_events() {
+        let pattern = Pattern::parse(r#"{"type": ["t"], "data": {"n": [1, 2, 3]}}"#).expect("p");
+        let long: Vec<i64> = vec![0; 1000];
+        let events: Vec<Event> = (0..3)
+            .map(|i| event(&format!("e{i}"), i, json!({"n": long})))
+            .collect();
+        let condition = Condition::Every;
+        let try_with = |max_match_steps, events: &[Event]| {
+            simulate(
+                &pattern,
+                &condition,
+                None,
+                events,
+                Duration::ZERO,
+                SimulateLimits {
+                    max_match_steps,
+                    ..ROOMY
+                },
+            )
+        };
+        // Enough for one event, not for three: the allowance is the run's, not each event's.
+        let one = 5_000;
+        assert!(try_with(one, &events[..1]).is_ok());
+        assert_eq!(try_with(one, &events), Err(TooExpensive { max_steps: one }));
+        assert_eq!(try_with(u64::MAX, &events).map(|r| r.firings.len()), Ok(0));
     }
 }

@@ -82,8 +82,8 @@ pub struct RouteRate {
 pub struct ThrottleConfig {
     /// `TABLE_NAME`: where the buckets are kept.
     pub table_name: String,
-    /// `RATE_LIMIT_READS_PER_SECOND` (100) and `RATE_LIMIT_READS_BURST` (500): the `GET` routes
-    /// and `POST /v1/patterns/test`, together, per tenant.
+    /// `RATE_LIMIT_READS_PER_SECOND` (100) and `RATE_LIMIT_READS_BURST` (500): the `GET` routes,
+    /// `POST /v1/patterns/test` and `POST /v1/triggers/test`, together, per tenant.
     pub reads: RouteRate,
     /// `RATE_LIMIT_WRITES_PER_SECOND` (20) and `RATE_LIMIT_WRITES_BURST` (100): trigger
     /// writes, delivery retries and signing-secret routes, together, per tenant.

@@ -100,8 +100,7 @@ impl Steps {
     }
 
     /// Steps not yet spent.
-    #[cfg(test)]
-    pub(crate) fn left(self) -> u64 {
+    pub(crate) fn left(&self) -> u64 {
         self.left
     }
 

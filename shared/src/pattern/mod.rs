@@ -293,6 +293,28 @@ impl Pattern {
             .map_err(|interp::OutOfSteps| MatchError::TooExpensive { max_steps })
     }
 
+    /// [`matches_value_within`](Pattern::matches_value_within) drawing on an allowance that
+    /// several matches share: the steps this one takes are taken from `allowance`, so that one
+    /// allowance bounds the work over a whole list of events (`POST /v1/triggers/test`), where
+    /// a fixed allowance per event would let the work grow with the number of events.
+    pub fn matches_value_drawing(
+        &self,
+        event: &Value,
+        allowance: &mut u64,
+    ) -> Result<bool, MatchError> {
+        if validate::depth_of(event) > EVENT_MAX_DEPTH {
+            return Ok(false);
+        }
+        let max_steps = *allowance;
+        let mut steps = interp::Steps::new(max_steps);
+        let answer = interp::matches_value(&self.compiled.clauses, event, &mut steps);
+        *allowance = steps.left();
+        answer.map_err(|interp::OutOfSteps| {
+            *allowance = 0;
+            MatchError::TooExpensive { max_steps }
+        })
+    }
+
     pub(crate) fn clauses(&self) -> &[compile::Node] {
         &self.compiled.clauses
     }

@@ -52,6 +52,7 @@ fn the_route_table_gives_each_route_the_scope_the_design_says() {
         ("GET /v1/firings", Scope::Read),
         ("GET /v1/firings/{id}", Scope::Read),
         ("POST /v1/patterns/test", Scope::Read),
+        ("POST /v1/triggers/test", Scope::Read),
         ("POST /v1/triggers", Scope::Admin),
         ("PUT /v1/triggers/{id}", Scope::Admin),
         ("DELETE /v1/triggers/{id}", Scope::Admin),

@@ -1,12 +1,13 @@
 //! One rule for reading JSON, on every route that takes a body: the same hostile input gets
-//! the same answer from the trigger routes, the pattern test and ingest (400 for text that is
-//! not JSON; 422 with the path for a key twice, U+0000, a number beyond a double, nesting too
-//! deep).
+//! the same answer from the trigger routes, the pattern and trigger tests and ingest (400 for
+//! text that is not JSON; 422 with the path for a key twice, U+0000, a number beyond a double,
+//! nesting too deep).
 
 use serde_json::json;
 use sqlx::PgPool;
 use triggeriq::api::patterns::PatternApi;
-use triggeriq::api::{events as event_routes, firings, ingest, patterns, triggers};
+use triggeriq::api::trials::TrialApi;
+use triggeriq::api::{events as event_routes, firings, ingest, patterns, trials, triggers};
 use triggeriq::config::ApiConfig;
 use triggeriq::postgres::Database;
 use triggeriq::tenant::TenantId;
@@ -15,11 +16,13 @@ use triggeriq::wiring::Clients;
 
 use super::harness::{Req, Stack, call};
 
-/// Answers of create-trigger, update-trigger, test-pattern and ingest-events to `body`.
+/// Answers of create-trigger, update-trigger, test-pattern, test-trigger and ingest-events to
+/// `body`.
 async fn answers(stack: &Stack, t: TenantId, body: &str) -> Vec<(&'static str, Answer)> {
     let wiring = Clients::new().with_database(Database::from_pool(stack.pool.clone()));
     let trigger_api = triggers::TriggerApi::new(ApiConfig::default(), &wiring).unwrap();
     let pattern_api = PatternApi::new(ApiConfig::default(), &wiring).unwrap();
+    let trial_api = TrialApi::new(ApiConfig::default(), &wiring).unwrap();
     let with = |req: Req| {
         req.raw_body(body)
             .header("content-type", "application/json")
@@ -51,6 +54,10 @@ async fn answers(stack: &Stack, t: TenantId, body: &str) -> Vec<(&'static str, A
                 with(Req::new("test-pattern", t)),
             )
             .await,
+        ),
+        (
+            "test-trigger",
+            call(&trial_api, trials::test, with(Req::new("test-trigger", t))).await,
         ),
         (
             "ingest-events",

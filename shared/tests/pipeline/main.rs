@@ -27,4 +27,5 @@ mod ingest;
 mod json_rule;
 mod reads;
 mod timers;
+mod trials;
 mod triggers_api;
