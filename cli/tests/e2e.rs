@@ -337,7 +337,8 @@ async fn a_matching_event_brings_a_signed_webhook_within_10_seconds() {
 /// One trigger of each condition kind over time, on the local stack (which runs
 /// evaluate-timers every 2 s for this test and allows deadlines of seconds): a threshold fires
 /// on the third event of one customer only, a debounce once after its burst, an absence once
-/// when the device goes silent and once when it comes back; each webhook says why.
+/// when the device goes silent and once when it comes back, a sequence whose steps arrive out
+/// of order, and a cart not followed by its checkout; each webhook says why.
 #[tokio::test]
 #[ignore = "needs the local stack: make e2e"]
 async fn conditions_over_time_fire_on_the_local_stack_with_their_reasons() {
@@ -364,6 +365,14 @@ async fn conditions_over_time_fire_on_the_local_stack_with_their_reasons() {
             "e2e.heartbeat",
             json!({"kind": "absence", "every": "3s", "group_by": ["$.data.device"]}),
         ),
+        json!({"name": "sequence", "pattern": {"type": ["e2e.trial_started", "e2e.limit_hit"]},
+               "condition": {"kind": "sequence", "within": "1h", "group_by": ["$.data.account"],
+                             "steps": [{"type": ["e2e.trial_started"]}, {"type": ["e2e.limit_hit"]}]},
+               "actions": [{"type": "webhook", "url": format!("{base}/sequence")}]}),
+        json!({"name": "then_not", "pattern": {"type": ["e2e.cart", "e2e.checkout"]},
+               "condition": {"kind": "sequence", "within": "3s", "group_by": ["$.data.cart"],
+                             "steps": [{"type": ["e2e.cart"]}], "then_not": {"type": ["e2e.checkout"]}},
+               "actions": [{"type": "webhook", "url": format!("{base}/then_not")}]}),
     ] {
         let (status, answer) = call(
             reqwest::Method::POST,
@@ -401,6 +410,19 @@ async fn conditions_over_time_fire_on_the_local_stack_with_their_reasons() {
     ])
     .await;
     send(vec![payment("p4", "A")]).await;
+    // The sequence's second step is sent first (its time is later): order is by event time.
+    let at = |seconds: i64| (chrono::Utc::now() + chrono::Duration::seconds(seconds)).to_rfc3339();
+    send(vec![
+        json!({"id": "lim1", "type": "e2e.limit_hit", "time": at(0), "data": {"account": "acc-1"}}),
+        json!({"id": "cart1", "type": "e2e.cart", "data": {"cart": 1}}),
+        json!({"id": "cart2", "type": "e2e.cart", "data": {"cart": 2}}),
+    ])
+    .await;
+    send(vec![
+        json!({"id": "trial1", "type": "e2e.trial_started", "time": at(-60), "data": {"account": "acc-1"}}),
+        json!({"id": "checkout2", "type": "e2e.checkout", "data": {"cart": 2}}),
+    ])
+    .await;
 
     let threshold = hooks
         .wait_for("threshold", 1, Duration::from_secs(15))
@@ -422,6 +444,29 @@ async fn conditions_over_time_fire_on_the_local_stack_with_their_reasons() {
         .collect();
     ids.sort();
     assert_eq!(ids, ["err1", "err2"], "{body}");
+
+    let sequence = hooks.wait_for("sequence", 1, Duration::from_secs(15)).await;
+    assert_eq!(
+        sequence.len(),
+        1,
+        "the trial, then the limit, for one account"
+    );
+    let body: Value = serde_json::from_slice(&sequence[0].body).expect("JSON");
+    assert_eq!(
+        body["data"]["reasons"]["event_ids"],
+        json!(["trial1", "lim1"]),
+        "{body}"
+    );
+
+    let abandoned = hooks.wait_for("then_not", 1, Duration::from_secs(30)).await;
+    assert_eq!(abandoned.len(), 1, "the cart nobody checked out");
+    let body: Value = serde_json::from_slice(&abandoned[0].body).expect("JSON");
+    assert_eq!(body["data"]["reasons"]["state"], "not_followed", "{body}");
+    assert_eq!(
+        body["data"]["reasons"]["event_ids"],
+        json!(["cart1"]),
+        "{body}"
+    );
 
     let down = hooks.wait_for("absence", 1, Duration::from_secs(30)).await;
     assert_eq!(down.len(), 1, "the silent device fires");
@@ -449,6 +494,14 @@ async fn conditions_over_time_fire_on_the_local_stack_with_their_reasons() {
             .await
             .len(),
         1
+    );
+    assert_eq!(
+        hooks
+            .wait_for("then_not", 2, Duration::from_millis(100))
+            .await
+            .len(),
+        1,
+        "the checked-out cart does not fire"
     );
 }
 

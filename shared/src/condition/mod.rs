@@ -11,11 +11,14 @@
 //! tests run hours of event time in microseconds and the offline `triggeriq trigger test` runs
 //! the very code evaluate-events runs.
 
+pub mod calendar;
 pub mod path;
 pub mod sequence;
 pub mod simulate;
+pub mod then_not;
 pub mod threshold;
 pub mod timed;
+pub mod trial;
 
 use std::time::Duration;
 
@@ -28,7 +31,9 @@ use crate::json::{Fields, Problems, type_name};
 pub use path::{FieldPath, GroupBy, GroupKey};
 pub use sequence::Sequence;
 pub use threshold::{Measure, Threshold};
-pub use timed::{Absence, Debounce, Deliver, Seen, Step, Timed, TimerFiring, TimerState};
+pub use timed::{
+    Absence, Arrival, Debounce, Deliver, Expected, Seen, Step, Timed, TimerFiring, TimerState,
+};
 
 /// Bounds on conditions; configurable per deployment like the other trigger limits.
 #[derive(Debug, Clone)]
@@ -150,7 +155,8 @@ impl Condition {
         match self {
             Self::Debounce(d) => Some(Timed::Debounce(d)),
             Self::Absence(a) => Some(Timed::Absence(a)),
-            Self::Every | Self::Threshold(_) | Self::Sequence(_) => None,
+            Self::Sequence(q) => q.then_not.as_ref().map(|b| Timed::ThenNot(q, b)),
+            Self::Every | Self::Threshold(_) => None,
         }
     }
 }
@@ -168,7 +174,7 @@ impl Condition {
     pub fn windowed(&self) -> Option<Windowed<'_>> {
         match self {
             Self::Threshold(t) => Some(Windowed::Threshold(t)),
-            Self::Sequence(q) => Some(Windowed::Sequence(q)),
+            Self::Sequence(q) if q.then_not.is_none() => Some(Windowed::Sequence(q)),
             _ => None,
         }
     }

@@ -34,6 +34,9 @@ pub const MAX_STEPS: usize = 5;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sequence {
     pub steps: Vec<Pattern>,
+    /// With one step: "the step, not followed by this within `within`" — a deadline condition
+    /// ([`super::then_not`]) instead of a windowed one.
+    pub then_not: Option<Pattern>,
     pub within: Span,
     pub group_by: GroupBy,
 }
@@ -46,17 +49,42 @@ impl Sequence {
     ) -> Option<Self> {
         let within = span_field(fields, "within", limits, problems);
         let group_by = group_by_field(fields, problems);
-        if let Some(v) = fields.get("then_not")
-            && !v.is_null()
-        {
-            problems.push(
-                fields.path_of("then_not"),
-                "is not supported yet: a sequence fires when its steps all arrive",
-            );
-        }
+        let then_not = match fields.get("then_not") {
+            None | Some(Value::Null) => Some(None),
+            Some(value) => {
+                let at = fields.path_of("then_not");
+                Pattern::from_value(value, &limits.pattern)
+                    .map(Some)
+                    .map_err(|invalid| {
+                        for e in invalid.errors {
+                            problems.push(json::reroot(&at, &e.path), e.message);
+                        }
+                    })
+                    .ok()
+            }
+        };
+        // "A, then not B" waits on a deadline, which evaluate-timers checks every minute.
+        let within = match (&then_not, within) {
+            (Some(Some(_)), Some(w)) if w.as_duration() < limits.min_timer => {
+                problems.push(
+                    fields.path_of("within"),
+                    format!(
+                        "must be at least {} with `then_not` (deadlines are checked on a schedule)",
+                        humantime::format_duration(limits.min_timer)
+                    ),
+                );
+                None
+            }
+            (_, within) => within,
+        };
+        // "A, then not B": one step; otherwise two to five.
+        let (min, max) = match then_not {
+            Some(Some(_)) => (1, 1),
+            _ => (MIN_STEPS, MAX_STEPS),
+        };
         let path = fields.path_of("steps");
         let steps = match fields.required("steps", problems) {
-            Some(Value::Array(items)) if (MIN_STEPS..=MAX_STEPS).contains(&items.len()) => {
+            Some(Value::Array(items)) if (min..=max).contains(&items.len()) => {
                 let before = problems.0.len();
                 let steps: Vec<Pattern> = items
                     .iter()
@@ -73,6 +101,13 @@ impl Sequence {
                     })
                     .collect();
                 (problems.0.len() == before).then_some(steps)
+            }
+            Some(Value::Array(_)) if max == 1 => {
+                problems.push(
+                    path,
+                    "must have exactly one step with `then_not` (\"this, not followed by that\")",
+                );
+                None
             }
             Some(Value::Array(_)) => {
                 problems.push(
@@ -95,6 +130,7 @@ impl Sequence {
         };
         Some(Self {
             steps: steps?,
+            then_not: then_not?,
             within: within?,
             group_by: group_by?,
         })
@@ -103,6 +139,9 @@ impl Sequence {
     pub(super) fn write(&self, map: &mut Map<String, Value>) {
         let steps: Vec<&Value> = self.steps.iter().map(Pattern::as_value).collect();
         map.insert("steps".into(), json!(steps));
+        if let Some(then_not) = &self.then_not {
+            map.insert("then_not".into(), then_not.as_value().clone());
+        }
         map.insert("within".into(), json!(self.within.to_text()));
         super::timed::write_group_by(&self.group_by, map);
     }
@@ -112,6 +151,7 @@ impl Sequence {
     pub fn cost(&self) -> usize {
         self.steps
             .iter()
+            .chain(&self.then_not)
             .map(Pattern::cost)
             .fold(0, usize::saturating_add)
     }
@@ -369,7 +409,15 @@ mod tests {
             ),
             (
                 json!({"kind": "sequence", "within": "1h", "steps": [{"type": ["a"]}, {"type": ["b"]}], "then_not": {"type": ["c"]}}),
-                "$.condition.then_not",
+                "$.condition.steps",
+            ),
+            (
+                json!({"kind": "sequence", "within": "1h", "steps": [{"type": ["a"]}], "then_not": {"type": "c"}}),
+                "$.condition.then_not.type",
+            ),
+            (
+                json!({"kind": "sequence", "within": "10s", "steps": [{"type": ["a"]}], "then_not": {"type": ["c"]}}),
+                "$.condition.within",
             ),
         ];
         crate::condition::tests::assert_refused_at(&cases);
@@ -378,6 +426,9 @@ mod tests {
     #[test]
     fn a_sequence_is_stored_as_sent() {
         let sent = json!({"kind": "sequence", "steps": [{"type": ["a"]}, {"type": ["b"]}], "within": "7d", "group_by": ["$.data.account"]});
+        let c: Condition = serde_json::from_value(sent.clone()).expect("valid");
+        assert_eq!(serde_json::to_value(&c).expect("json"), sent);
+        let sent = json!({"kind": "sequence", "steps": [{"type": ["cart.created"]}], "then_not": {"type": ["checkout.completed"]}, "within": "1h", "group_by": ["$.data.cart"]});
         let c: Condition = serde_json::from_value(sent.clone()).expect("valid");
         assert_eq!(serde_json::to_value(&c).expect("json"), sent);
     }

@@ -1,5 +1,6 @@
-//! Conditions that fire on a deadline: `debounce` (fire once the group has been quiet) and
-//! `absence` (fire when a group that has been seen stops sending).
+//! Conditions that fire on a deadline: `debounce` (fire once the group has been quiet),
+//! `absence` (fire when a group that has been seen stops sending) and a `sequence` with
+//! `then_not` (fire when a step's event is not followed by another in time; [`super::then_not`]).
 //!
 //! ```json
 //! {"kind": "debounce", "quiet": "5m", "max_wait": "1h", "deliver": "last", "group_by": ["$.subject"]}
@@ -16,8 +17,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use chrono_tz::Tz;
+
+use super::calendar::{self, CronSpec, Quiet};
 use super::path::FieldPath;
-use super::{ConditionLimits, GroupBy, GroupKey, Span, group_by_field};
+use super::then_not::Marked;
+use super::{ConditionLimits, GroupBy, GroupKey, Sequence, Span, group_by_field};
 use crate::ids::EventId;
 use crate::json::{Fields, Problems, type_name};
 
@@ -44,14 +49,29 @@ pub struct Debounce {
 }
 
 /// `absence`: each group that has been seen must send a matching event at least every
-/// `every`; one that misses `every` + `grace` fires once (`down`), and once more when it comes
-/// back (`recovered`, unless `recovered: false`).
+/// `every` (or at least once per interval of a cron `schedule`, in `timezone`); one that misses
+/// it by more than `grace` fires once (`down`), and once more when it comes back
+/// (`recovered`, unless `recovered: false`). A deadline that falls in a `quiet` window moves to
+/// the window's end plus `grace`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Absence {
-    pub every: Span,
+    pub expected: Expected,
     pub grace: Span,
     pub recovered: bool,
+    pub quiet: Vec<Quiet>,
+    /// The zone of `schedule` and of the quiet windows (UTC unless given).
+    pub timezone: Tz,
     pub group_by: GroupBy,
+}
+
+/// How often an `absence` expects its groups.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expected {
+    /// At least one event every span.
+    Every(Span),
+    /// At least one event in each interval between two occurrences of the schedule (boxed: a
+    /// parsed cron is large beside a span).
+    Schedule(Box<CronSpec>),
 }
 
 /// An event as a timer keeps it.
@@ -59,6 +79,15 @@ pub struct Absence {
 pub struct Seen {
     pub id: EventId,
     pub at: DateTime<Utc>,
+}
+
+/// A matching event as a deadline condition meets it: its id and receipt time (the clock
+/// deadlines run on), its own `time`, and its JSON (a `then_not` asks which pattern it matches).
+#[derive(Debug, Clone)]
+pub struct Arrival<'a> {
+    pub seen: Seen,
+    pub time: DateTime<Utc>,
+    pub document: &'a Value,
 }
 
 /// One group's state under a deadline condition (stored as JSON with its deadline).
@@ -75,6 +104,11 @@ pub enum TimerState {
     },
     /// A group that has been seen; `down` once its absence fired.
     Absence { last: Seen, down: bool },
+    /// A `then_not`'s open waits (oldest first) and the group's latest closing event.
+    ThenNot {
+        open: Vec<Marked>,
+        closer: Option<Marked>,
+    },
 }
 
 /// A firing a timer decided: the event it is recorded on, what kind of firing it is (part of
@@ -102,6 +136,8 @@ pub struct Step {
 pub enum Timed<'a> {
     Debounce(&'a Debounce),
     Absence(&'a Absence),
+    /// A `sequence` with `then_not` (the pattern).
+    ThenNot(&'a Sequence, &'a crate::pattern::Pattern),
 }
 
 impl Timed<'_> {
@@ -109,13 +145,23 @@ impl Timed<'_> {
         match self {
             Self::Debounce(d) => &d.group_by,
             Self::Absence(a) => &a.group_by,
+            Self::ThenNot(q, _) => &q.group_by,
         }
     }
 
-    /// The group's state after event `seen`. `state` is the stored one (`None` when the
-    /// group has none, or it belonged to another kind of condition).
-    pub fn on_event(&self, state: Option<TimerState>, seen: Seen, group: &GroupKey) -> Step {
+    /// The group's state after `arrival`. `state` is the stored one (`None` when the group
+    /// has none, or it belonged to another kind of condition).
+    pub fn on_event(
+        &self,
+        state: Option<TimerState>,
+        arrival: &Arrival<'_>,
+        group: &GroupKey,
+    ) -> Step {
+        let seen = arrival.seen.clone();
         match (self, state) {
+            (Self::ThenNot(q, then_not), state) => {
+                q.not_followed_on_event(then_not, state, arrival)
+            }
             (
                 Self::Debounce(d),
                 Some(TimerState::Debounce {
@@ -172,7 +218,7 @@ impl Timed<'_> {
                         "condition": "absence",
                         "state": "recovered",
                         "group": group.values(),
-                        "every": a.every.to_text(),
+                        "expected": a.expected_json(),
                         "grace": a.grace.to_text(),
                         "last_seen": last.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                         "last_event_id": last.id,
@@ -180,7 +226,7 @@ impl Timed<'_> {
                     }),
                 });
                 Step {
-                    due: Some(a.due_after(newest.at)),
+                    due: a.due_after(newest.at),
                     state: Some(TimerState::Absence {
                         last: newest,
                         down: false,
@@ -189,7 +235,7 @@ impl Timed<'_> {
                 }
             }
             (Self::Absence(a), _) => Step {
-                due: Some(a.due_after(seen.at)),
+                due: a.due_after(seen.at),
                 state: Some(TimerState::Absence {
                     last: seen,
                     down: false,
@@ -202,6 +248,7 @@ impl Timed<'_> {
     /// The group's state when its deadline has come (`now` at or after it).
     pub fn on_due(&self, state: TimerState, now: DateTime<Utc>, group: &GroupKey) -> Step {
         match (self, state) {
+            (Self::ThenNot(q, _), state) => q.not_followed_on_due(state, now, group),
             (Self::Debounce(d), state @ TimerState::Debounce { .. }) => {
                 let Some(due) = d.due(&state) else {
                     return Step {
@@ -267,10 +314,10 @@ impl Timed<'_> {
             }
             (Self::Absence(a), TimerState::Absence { last, down: false }) => {
                 let due = a.due_after(last.at);
-                if due > now {
+                if due.is_none_or(|due| due > now) {
                     return Step {
                         state: Some(TimerState::Absence { last, down: false }),
-                        due: Some(due),
+                        due,
                         fire: None,
                     };
                 }
@@ -282,10 +329,10 @@ impl Timed<'_> {
                             "condition": "absence",
                             "state": "down",
                             "group": group.values(),
-                            "every": a.every.to_text(),
+                            "expected": a.expected_json(),
                             "grace": a.grace.to_text(),
                             "last_seen": millis(last.at),
-                            "missed_since": millis(last.at + a.every.as_chrono()),
+                            "missed_since": a.missed_since(last.at).map(millis),
                             "event_ids": [last.id],
                         }),
                     }),
@@ -308,7 +355,7 @@ impl Timed<'_> {
     }
 }
 
-fn millis(at: DateTime<Utc>) -> String {
+pub(super) fn millis(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -375,8 +422,40 @@ impl Debounce {
 }
 
 impl Absence {
-    fn due_after(&self, last: DateTime<Utc>) -> DateTime<Utc> {
-        last + self.every.as_chrono() + self.grace.as_chrono()
+    /// When a group last seen at `last` is missing: the first moment it should have sent
+    /// again (`last` + `every`, or the start of the schedule's next interval).
+    fn missed_since(&self, last: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match &self.expected {
+            Expected::Every(every) => Some(last + every.as_chrono()),
+            Expected::Schedule(cron) => cron.next_after(last, self.timezone),
+        }
+    }
+
+    /// The deadline of a group last seen at `last`: the end of the interval after the one it
+    /// was seen in, plus grace, moved past quiet windows. `None`: the schedule never comes
+    /// round again.
+    fn due_after(&self, last: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let missed = self.missed_since(last)?;
+        let end = match &self.expected {
+            Expected::Every(_) => missed,
+            Expected::Schedule(cron) => cron.next_after(missed, self.timezone)?,
+        };
+        Some(calendar::outside_quiet(
+            &self.quiet,
+            end + self.grace.as_chrono(),
+            self.grace,
+            self.timezone,
+        ))
+    }
+
+    /// What the group is expected to do, for reasons and progress notes.
+    pub fn expected_json(&self) -> Value {
+        match &self.expected {
+            Expected::Every(every) => json!({"every": every.to_text()}),
+            Expected::Schedule(cron) => {
+                json!({"schedule": cron.as_str(), "timezone": self.timezone.name()})
+            }
+        }
     }
 
     pub(super) fn parse<'a>(
@@ -384,7 +463,22 @@ impl Absence {
         limits: &ConditionLimits,
         problems: &mut Problems,
     ) -> Option<Self> {
-        let every = timer_span(fields, "every", limits, problems, true);
+        let expected = match (fields.get("every"), fields.get("schedule")) {
+            (Some(_), Some(_)) => {
+                problems.push(
+                    fields.path_of("schedule"),
+                    "cannot be given with `every`: an absence has one or the other",
+                );
+                None
+            }
+            (_, Some(value)) => calendar::cron_value(value, &fields.path_of("schedule"), problems)
+                .map(|cron| Expected::Schedule(Box::new(cron))),
+            _ => timer_span(fields, "every", limits, problems, true)
+                .flatten()
+                .map(Expected::Every),
+        };
+        let timezone = calendar::timezone_field(fields, problems);
+        let quiet = calendar::quiet_field(fields, limits, problems);
         let grace = match fields.get("grace") {
             None | Some(Value::Null) => Some(Some(Span::ZERO)),
             Some(_) => timer_span(fields, "grace", limits, problems, false),
@@ -402,17 +496,30 @@ impl Absence {
         };
         let group_by = group_by_field(fields, problems);
         Some(Self {
-            every: every??,
+            expected: expected?,
             grace: grace??,
             recovered: recovered?,
+            quiet: quiet?,
+            timezone: timezone?,
             group_by: group_by?,
         })
     }
 
     pub(super) fn write(&self, map: &mut Map<String, Value>) {
-        map.insert("every".into(), json!(self.every.to_text()));
+        match &self.expected {
+            Expected::Every(every) => {
+                map.insert("every".into(), json!(every.to_text()));
+            }
+            Expected::Schedule(cron) => {
+                map.insert("schedule".into(), json!(cron.as_str()));
+            }
+        }
+        if self.timezone != Tz::UTC || matches!(self.expected, Expected::Schedule(_)) {
+            map.insert("timezone".into(), json!(self.timezone.name()));
+        }
         map.insert("grace".into(), json!(self.grace.to_text()));
         map.insert("recovered".into(), json!(self.recovered));
+        calendar::write_quiet(&self.quiet, map);
         write_group_by(&self.group_by, map);
     }
 }
@@ -478,10 +585,16 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 4, 1, 9, 0, 0).unwrap() + chrono::Duration::minutes(minutes)
     }
 
-    fn seen(id: &str, minutes: i64) -> Seen {
-        Seen {
-            id: EventId::new(id),
-            at: t(minutes),
+    static NO_DOCUMENT: Value = Value::Null;
+
+    fn seen(id: &str, minutes: i64) -> Arrival<'static> {
+        Arrival {
+            seen: Seen {
+                id: EventId::new(id),
+                at: t(minutes),
+            },
+            time: t(minutes),
+            document: &NO_DOCUMENT,
         }
     }
 
@@ -510,7 +623,7 @@ mod tests {
         let mut state = None;
         let mut due = None;
         for (id, m) in [("a", 0), ("b", 2), ("c", 4)] {
-            let step = timed.on_event(state, seen(id, m), &group());
+            let step = timed.on_event(state, &seen(id, m), &group());
             state = step.state;
             due = step.due;
         }
@@ -531,12 +644,12 @@ mod tests {
             json!({"kind": "debounce", "quiet": "5m", "max_wait": "1h", "deliver": "first"}),
         );
         let timed = Timed::Debounce(&d);
-        let mut step = timed.on_event(None, seen("e0", 0), &group());
+        let mut step = timed.on_event(None, &seen("e0", 0), &group());
         for m in 1..=70 {
             if step.due.is_some_and(|due| due <= t(m)) {
                 break;
             }
-            step = timed.on_event(step.state, seen(&format!("e{m}"), m), &group());
+            step = timed.on_event(step.state, &seen(&format!("e{m}"), m), &group());
         }
         assert_eq!(step.due, Some(t(60)));
         let fired = timed
@@ -551,9 +664,9 @@ mod tests {
     fn a_silent_device_fires_once_down_and_once_recovered() {
         let a = absence(json!({"kind": "absence", "every": "10m", "grace": "2m"}));
         let timed = Timed::Absence(&a);
-        let step = timed.on_event(None, seen("hb1", 0), &group());
+        let step = timed.on_event(None, &seen("hb1", 0), &group());
         assert_eq!(step.due, Some(t(12)));
-        let step = timed.on_event(step.state, seen("hb2", 9), &group());
+        let step = timed.on_event(step.state, &seen("hb2", 9), &group());
         assert_eq!(step.due, Some(t(21)));
         assert!(
             timed
@@ -568,7 +681,7 @@ mod tests {
         assert_eq!(down.due, None, "down once, not every run");
         let again = timed.on_due(down.state.clone().expect("state"), t(40), &group());
         assert!(again.fire.is_none());
-        let back = timed.on_event(down.state, seen("hb3", 45), &group());
+        let back = timed.on_event(down.state, &seen("hb3", 45), &group());
         let fire = back.fire.expect("recovered");
         assert_eq!(
             (fire.occasion, fire.event_id.as_str()),
@@ -581,13 +694,13 @@ mod tests {
     fn recovery_can_be_left_unreported() {
         let a = absence(json!({"kind": "absence", "every": "10m", "recovered": false}));
         let timed = Timed::Absence(&a);
-        let step = timed.on_event(None, seen("hb1", 0), &group());
+        let step = timed.on_event(None, &seen("hb1", 0), &group());
         assert_eq!(step.due, Some(t(10)), "no grace: due after the period");
         let down = timed.on_due(step.state.expect("state"), t(10), &group());
         assert!(down.fire.is_some());
         assert!(
             timed
-                .on_event(down.state, seen("hb2", 30), &group())
+                .on_event(down.state, &seen("hb2", 30), &group())
                 .fire
                 .is_none()
         );
@@ -597,9 +710,75 @@ mod tests {
     fn a_late_heartbeat_does_not_move_the_deadline_back() {
         let a = absence(json!({"kind": "absence", "every": "10m"}));
         let timed = Timed::Absence(&a);
-        let step = timed.on_event(None, seen("new", 30), &group());
-        let step = timed.on_event(step.state, seen("old", 5), &group());
+        let step = timed.on_event(None, &seen("new", 30), &group());
+        let step = timed.on_event(step.state, &seen("old", 5), &group());
         assert_eq!(step.due, Some(t(40)));
+    }
+
+    fn utc(d: u32, h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 4, d, h, m, 0).unwrap()
+    }
+
+    fn arrival_at(id: &str, at: DateTime<Utc>) -> Arrival<'static> {
+        Arrival {
+            seen: Seen {
+                id: EventId::new(id),
+                at,
+            },
+            time: at,
+            document: &NO_DOCUMENT,
+        }
+    }
+
+    #[test]
+    fn a_daily_report_due_each_weekday_morning_in_berlin_fires_when_a_morning_passes_without_one() {
+        // 2026-04-01 is a Wednesday; Berlin is UTC+2 in April, so 09:00 there is 07:00 UTC.
+        let a = absence(
+            json!({"kind": "absence", "schedule": "cron(0 9 * * MON-FRI)",
+            "timezone": "Europe/Berlin", "grace": "30m"}),
+        );
+        let timed = Timed::Absence(&a);
+        // Wednesday's report at 08:50 Berlin: Thursday 09:00's interval must see the next one,
+        // checked at Thursday 09:30 Berlin.
+        let step = timed.on_event(None, &arrival_at("wed", utc(1, 6, 50)), &group());
+        assert_eq!(step.due, Some(utc(2, 7, 30)));
+        // Thursday's comes at 08:55: the deadline moves to Friday 09:30.
+        let step = timed.on_event(step.state, &arrival_at("thu", utc(2, 6, 55)), &group());
+        assert_eq!(step.due, Some(utc(3, 7, 30)));
+        // Friday's never comes: down at Friday 09:30 Berlin; missed since Thursday 09:00.
+        let down = timed.on_due(step.state.expect("state"), utc(3, 7, 30), &group());
+        let fire = down.fire.expect("down");
+        assert_eq!(fire.reason["missed_since"], "2026-04-02T07:00:00.000Z");
+        assert_eq!(
+            fire.reason["expected"],
+            json!({"schedule": "cron(0 9 * * MON-FRI)", "timezone": "Europe/Berlin"})
+        );
+        // A report on Friday 10:00 (late) interval Fri 09:00–Mon 09:00: next due Tuesday 09:30.
+        let step = timed.on_event(down.state, &arrival_at("fri", utc(3, 8, 0)), &group());
+        assert_eq!(step.fire.expect("recovered").occasion, "recovered");
+        assert_eq!(step.due, Some(utc(7, 7, 30)));
+    }
+
+    #[test]
+    fn absence_is_not_reported_in_a_quiet_window_but_after_it_plus_grace() {
+        // Heartbeats every 10 minutes; maintenance on Sunday 02:00–04:00 UTC (2026-04-05).
+        let a = absence(json!({"kind": "absence", "every": "10m", "grace": "5m",
+            "quiet": [{"schedule": "cron(0 2 * * SUN)", "for": "2h"}]}));
+        let timed = Timed::Absence(&a);
+        let step = timed.on_event(None, &arrival_at("hb", utc(5, 1, 55)), &group());
+        assert_eq!(
+            step.due,
+            Some(utc(5, 4, 5)),
+            "02:10 is quiet: 04:00 plus grace"
+        );
+        let early = timed.on_due(step.state.clone().expect("state"), utc(5, 3, 0), &group());
+        assert!(early.fire.is_none());
+        assert_eq!(early.due, Some(utc(5, 4, 5)));
+        let down = timed.on_due(step.state.expect("state"), utc(5, 4, 5), &group());
+        assert_eq!(down.fire.expect("down").occasion, "down");
+        // A weekday's deadline is untouched.
+        let step = timed.on_event(None, &arrival_at("hb", utc(6, 1, 55)), &group());
+        assert_eq!(step.due, Some(utc(6, 2, 10)));
     }
 
     #[test]
@@ -630,6 +809,34 @@ mod tests {
                 json!({"kind": "absence", "every": "10m", "grace": "-1m"}),
                 "$.condition.grace",
             ),
+            (
+                json!({"kind": "absence", "every": "10m", "schedule": "cron(0 9 * * *)"}),
+                "$.condition.schedule",
+            ),
+            (
+                json!({"kind": "absence", "schedule": "cron(0 9 * *)"}),
+                "$.condition.schedule",
+            ),
+            (
+                json!({"kind": "absence", "schedule": "cron(0 9 * * *)", "timezone": "Mars/Olympus"}),
+                "$.condition.timezone",
+            ),
+            (
+                json!({"kind": "absence", "every": "10m", "quiet": [{"schedule": "cron(0 2 * * SUN)"}]}),
+                "$.condition.quiet[0].for",
+            ),
+            (
+                json!({"kind": "absence", "every": "10m", "quiet": [{"schedule": "cron(0 2 * * SUN)", "for": "4h", "x": 1}]}),
+                "$.condition.quiet[0].x",
+            ),
+            (
+                json!({"kind": "absence", "every": "10m", "quiet": [{"schedule": 5, "for": "4h"}]}),
+                "$.condition.quiet[0].schedule",
+            ),
+            (
+                json!({"kind": "absence", "every": "10m", "quiet": [{}, {}, {}, {}, {}, {}]}),
+                "$.condition.quiet",
+            ),
         ];
         crate::condition::tests::assert_refused_at(&cases);
     }
@@ -639,6 +846,9 @@ mod tests {
         for sent in [
             json!({"kind": "debounce", "quiet": "5m", "max_wait": "1h", "deliver": "all", "group_by": ["$.subject"]}),
             json!({"kind": "absence", "every": "10m", "grace": "2m", "recovered": true, "group_by": ["$.data.device"]}),
+            json!({"kind": "absence", "schedule": "cron(0 9 * * MON-FRI)", "timezone": "Europe/Berlin",
+                   "grace": "30m", "recovered": false,
+                   "quiet": [{"schedule": "cron(0 2 * * SUN)", "for": "4h"}], "group_by": []}),
         ] {
             let c: Condition = serde_json::from_value(sent.clone()).expect("valid");
             assert_eq!(serde_json::to_value(&c).expect("json"), sent);

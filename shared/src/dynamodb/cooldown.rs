@@ -18,12 +18,29 @@
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use chrono::{DateTime, Utc};
 
 use super::{DynamoError, Table, conditional, epoch_seconds_ceil, n, partition_key, s};
 use crate::ids::{EventId, TenantId, TriggerId};
 
 const SORT_KEY: &str = "COOLDOWN";
+
+/// The answer to an owned lock request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    /// The caller may fire.
+    Granted,
+    /// A cooldown is running, until then (`None`: the running lock's end was not returned).
+    Held { until: Option<DateTime<Utc>> },
+}
+
+impl Lock {
+    pub fn granted(self) -> bool {
+        self == Self::Granted
+    }
+}
 
 /// How long an owned lock's item outlives its cooldown before TTL may remove it.
 pub const OWNED_LOCK_RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -49,8 +66,10 @@ impl CooldownLock {
         cooldown: Duration,
         now: DateTime<Utc>,
     ) -> Result<bool, DynamoError> {
-        self.put(key(tenant, trigger, None)?, cooldown, now, None)
-            .await
+        Ok(self
+            .put(key(tenant, trigger, None)?, cooldown, now, None)
+            .await?
+            .granted())
     }
 
     /// [`Self::try_acquire`] on behalf of `owner`: also granted while the running cooldown
@@ -62,7 +81,7 @@ impl CooldownLock {
         owner: &EventId,
         cooldown: Duration,
         now: DateTime<Utc>,
-    ) -> Result<bool, DynamoError> {
+    ) -> Result<Lock, DynamoError> {
         self.put_owned(key(tenant, trigger, None)?, owner, cooldown, now)
             .await
     }
@@ -76,7 +95,7 @@ impl CooldownLock {
         owner: &EventId,
         cooldown: Duration,
         now: DateTime<Utc>,
-    ) -> Result<bool, DynamoError> {
+    ) -> Result<Lock, DynamoError> {
         self.put_owned(key(tenant, trigger, Some(group))?, owner, cooldown, now)
             .await
     }
@@ -91,8 +110,10 @@ impl CooldownLock {
         cooldown: Duration,
         now: DateTime<Utc>,
     ) -> Result<bool, DynamoError> {
-        self.put(key(tenant, trigger, Some(group))?, cooldown, now, None)
-            .await
+        Ok(self
+            .put(key(tenant, trigger, Some(group))?, cooldown, now, None)
+            .await?
+            .granted())
     }
 
     /// [`Self::put`] on behalf of `owner`, which must name someone.
@@ -102,7 +123,7 @@ impl CooldownLock {
         owner: &EventId,
         cooldown: Duration,
         now: DateTime<Utc>,
-    ) -> Result<bool, DynamoError> {
+    ) -> Result<Lock, DynamoError> {
         if owner.is_empty() {
             return Err(DynamoError::InvalidInput {
                 field: "owner",
@@ -119,7 +140,7 @@ impl CooldownLock {
         cooldown: Duration,
         now: DateTime<Utc>,
         owner: Option<&str>,
-    ) -> Result<bool, DynamoError> {
+    ) -> Result<Lock, DynamoError> {
         let cooldown =
             chrono::Duration::from_std(cooldown).map_err(|_| DynamoError::InvalidInput {
                 field: "cooldown",
@@ -134,7 +155,10 @@ impl CooldownLock {
             .item("pk", s(&pk))
             .item("sk", s(SORT_KEY))
             .item("until_ms", n(until.timestamp_millis()))
-            .expression_attribute_values(":now", n(now.timestamp_millis()));
+            .expression_attribute_values(":now", n(now.timestamp_millis()))
+            // A refusal carries the running lock: when it ends is part of the answer
+            // (`GET /v1/events/{id}` says "cooling down until …").
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         let put = match owner {
             None => put
                 .item("expires_at", n(epoch_seconds_ceil(until)))
@@ -151,7 +175,20 @@ impl CooldownLock {
                     .expression_attribute_values(":owner", s(owner))
             }
         };
-        Ok(conditional(put.send().await, "PutItem")?.is_ok())
+        Ok(match conditional(put.send().await, "PutItem")? {
+            Ok(_) => Lock::Granted,
+            Err(refused) => Lock::Held {
+                until: match refused {
+                    PutItemError::ConditionalCheckFailedException(e) => e
+                        .item()
+                        .and_then(|item| item.get("until_ms"))
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|ms| ms.parse::<i64>().ok())
+                        .and_then(DateTime::<Utc>::from_timestamp_millis),
+                    _ => None,
+                },
+            },
+        })
     }
 }
 

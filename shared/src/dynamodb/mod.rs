@@ -39,7 +39,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
-pub use cooldown::CooldownLock;
+pub use cooldown::{CooldownLock, Lock};
 pub use idempotency::{Claim, ClaimToken, IdempotencyStore};
 pub use rate_limit::{RateDecision, RateLimit, RateLimiter};
 pub use signing_secrets::{

@@ -23,7 +23,7 @@ use super::trigger_cache::CompiledTrigger;
 use crate::condition::Windowed;
 use crate::condition::threshold::{Entry, REDELIVERY_HORIZON_MS, Window};
 use crate::dynamodb::windows::MAX_REMOVALS_PER_WRITE;
-use crate::dynamodb::{CooldownLock, DynamoError, WindowKey, WindowStore};
+use crate::dynamodb::{CooldownLock, DynamoError, Lock, WindowKey, WindowStore};
 use crate::event::Event;
 use crate::ids::{EventId, TenantId};
 
@@ -40,8 +40,8 @@ const WINDOW_RETENTION: chrono::Duration = chrono::Duration::days(1);
 pub enum Outcome {
     /// The trigger fires on this event, for this reason.
     Fire(Value),
-    /// The condition is met but the group's cooldown is running.
-    CoolingDown,
+    /// The condition is met but the group's cooldown is running (until then, when known).
+    CoolingDown(Option<DateTime<Utc>>),
     /// Counted; not (yet) enough. The value says how far the group is.
     InProgress(Value),
     /// The event does not take part, for the reason given: no group (a `group_by` field is
@@ -62,7 +62,11 @@ impl Outcome {
     pub fn note(&self) -> Option<Value> {
         match self {
             Self::Fire(_) => None,
-            Self::CoolingDown => Some(serde_json::json!({"outcome": "cooling_down"})),
+            Self::CoolingDown(until) => Some(match until {
+                Some(until) => serde_json::json!({"outcome": "cooling_down",
+                    "until": until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)}),
+                None => serde_json::json!({"outcome": "cooling_down"}),
+            }),
             Self::InProgress(progress) => {
                 Some(serde_json::json!({"outcome": "in_progress", "progress": progress}))
             }
@@ -131,7 +135,7 @@ impl Conditions {
                 ));
             };
             if let Some(cooldown) = trigger.cooldown {
-                let granted = self
+                let lock = self
                     .cooldowns
                     .try_acquire_group_for(
                         tenant,
@@ -142,8 +146,8 @@ impl Conditions {
                         received_at,
                     )
                     .await?;
-                if !granted {
-                    return Ok(Outcome::CoolingDown);
+                if let Lock::Held { until } = lock {
+                    return Ok(Outcome::CoolingDown(until));
                 }
             }
             let reason = threshold.reason(&group, &crossing, &window);

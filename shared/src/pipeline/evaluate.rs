@@ -42,7 +42,7 @@ use super::trigger_cache::{CompiledTrigger, TriggerCache};
 use crate::condition::Windowed;
 use crate::config::EvaluateConfig;
 use crate::config::pipeline::{DELIVERY_BODY_THRESHOLD, EVENT_CLAIM_THRESHOLD};
-use crate::dynamodb::{CooldownLock, Table, WindowStore};
+use crate::dynamodb::{CooldownLock, Lock, Table, WindowStore};
 use crate::event::Event;
 use crate::firing::WebhookPayload;
 use crate::ids::{FiringId, TenantId, TriggerId};
@@ -58,7 +58,10 @@ fn timed_note(condition: &Condition) -> Value {
         Condition::Debounce(d) => serde_json::json!({"outcome": "in_progress",
             "progress": {"condition": "debounce", "fires_after_quiet": d.quiet.to_text()}}),
         Condition::Absence(a) => serde_json::json!({"outcome": "in_progress",
-            "progress": {"condition": "absence", "expected_every": a.every.to_text()}}),
+            "progress": {"condition": "absence", "expected": a.expected_json()}}),
+        Condition::Sequence(q) if q.then_not.is_some() => serde_json::json!({
+            "outcome": "in_progress",
+            "progress": {"condition": "sequence", "fires_unless_followed_within": q.within.to_text()}}),
         other => {
             serde_json::json!({"outcome": "in_progress", "progress": {"condition": other.kind()}})
         }
@@ -350,7 +353,7 @@ impl Evaluator {
                 .extend(outcome.note().map(|n| (trigger.id, n)));
             match outcome {
                 Outcome::Fire(reason) => firing.push((trigger, reason)),
-                Outcome::CoolingDown => evaluation.cooling_down.push(trigger.id),
+                Outcome::CoolingDown(_) => evaluation.cooling_down.push(trigger.id),
                 Outcome::InProgress(_) => evaluation.in_progress.push(trigger.id),
                 Outcome::NotCounted(_) => {}
             }
@@ -373,7 +376,7 @@ impl Evaluator {
             .into_iter()
             .map(|trigger| async move {
                 let decision = match trigger.cooldown {
-                    None => Ok(true),
+                    None => Ok(Lock::Granted),
                     Some(cooldown) => {
                         self.cooldowns
                             .try_acquire_for(tenant, trigger.id, &event.id, cooldown, received_at)
@@ -383,7 +386,7 @@ impl Evaluator {
                 (trigger, decision)
             })
             .collect();
-        let decisions: Vec<(&CompiledTrigger, Result<bool, crate::dynamodb::DynamoError>)> =
+        let decisions: Vec<(&CompiledTrigger, Result<Lock, crate::dynamodb::DynamoError>)> =
             futures::stream::iter(lookups)
                 .buffered(LOCK_CONCURRENCY)
                 .collect()
@@ -391,12 +394,12 @@ impl Evaluator {
         let mut allowed = Vec::with_capacity(decisions.len());
         for (trigger, decision) in decisions {
             match decision? {
-                true => allowed.push(trigger),
-                false => {
+                Lock::Granted => allowed.push(trigger),
+                Lock::Held { until } => {
                     evaluation.cooling_down.push(trigger.id);
                     evaluation
                         .notes
-                        .extend(Outcome::CoolingDown.note().map(|n| (trigger.id, n)));
+                        .extend(Outcome::CoolingDown(until).note().map(|n| (trigger.id, n)));
                 }
             }
         }

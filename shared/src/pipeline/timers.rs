@@ -37,7 +37,7 @@ use super::StageError;
 use super::fire::{self, Fresh};
 use super::outbox::{Outbox, Outgoing};
 use super::trigger_cache::{CompiledTrigger, TriggerCache};
-use crate::condition::{GroupKey, Seen, TimerFiring};
+use crate::condition::{Arrival, GroupKey, Seen, TimerFiring};
 use crate::config::EvaluateConfig;
 use crate::config::pipeline::DELIVERY_BODY_THRESHOLD;
 use crate::event::Event;
@@ -72,11 +72,15 @@ pub async fn on_event(
         return Ok(None);
     };
     let state = timers::lock(tx, tenant, trigger.id, trigger.version, &group).await?;
-    let seen = Seen {
-        id: event.id.clone(),
-        at: received_at,
+    let arrival = Arrival {
+        seen: Seen {
+            id: event.id.clone(),
+            at: received_at,
+        },
+        time: event.time,
+        document,
     };
-    let step = timed.on_event(state, seen, &group);
+    let step = timed.on_event(state, &arrival, &group);
     match &step.state {
         Some(state) => {
             timers::put(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeZone, Utc};
 use triggeriq::dynamodb::{
-    Claim, CooldownLock, DynamoError, IdempotencyStore, RateDecision, RateLimit, RateLimiter,
+    Claim, CooldownLock, DynamoError, IdempotencyStore, Lock, RateDecision, RateLimit, RateLimiter,
     Rotation, SealOutcome, SecretsError,
 };
 use triggeriq::event::EventId;
@@ -525,14 +525,30 @@ async fn an_owned_cooldown_is_granted_again_to_its_owner_and_to_no_one_else() {
         lock.try_acquire_for(tenant("t"), trigger("trg"), &ev("evt-a"), hour, t0())
             .await
             .unwrap()
+            .granted()
     );
     // The same event, evaluated again (a redelivery), keeps its own cooldown…
     assert!(
         lock.try_acquire_for(tenant("t"), trigger("trg"), &ev("evt-a"), hour, t0())
             .await
             .unwrap()
+            .granted()
     );
-    // …while another event is refused until the cooldown has passed.
+    // …while another event is refused until the cooldown has passed, and told until when.
+    assert_eq!(
+        lock.try_acquire_for(
+            tenant("t"),
+            trigger("trg"),
+            &ev("evt-b"),
+            hour,
+            t0() + secs(5)
+        )
+        .await
+        .unwrap(),
+        Lock::Held {
+            until: Some(t0() + secs(3600))
+        }
+    );
     assert!(
         !lock
             .try_acquire_for(
@@ -544,6 +560,7 @@ async fn an_owned_cooldown_is_granted_again_to_its_owner_and_to_no_one_else() {
             )
             .await
             .unwrap()
+            .granted()
     );
     assert!(
         !lock
@@ -561,6 +578,7 @@ async fn an_owned_cooldown_is_granted_again_to_its_owner_and_to_no_one_else() {
         )
         .await
         .unwrap()
+        .granted()
     );
     // Now evt-b owns it: evt-a's late redelivery is refused, as the first answer would be now.
     assert!(
@@ -574,6 +592,7 @@ async fn an_owned_cooldown_is_granted_again_to_its_owner_and_to_no_one_else() {
             )
             .await
             .unwrap()
+            .granted()
     );
     assert!(matches!(
         lock.try_acquire_for(tenant("t"), trigger("trg"), &ev(""), hour, t0())

@@ -293,7 +293,7 @@ async fn a_cooldown_holds_a_met_threshold_until_it_ends() {
             .unwrap();
         outcomes.push(match outcome {
             Outcome::Fire(_) => "fire",
-            Outcome::CoolingDown => "cooling",
+            Outcome::CoolingDown(_) => "cooling",
             Outcome::InProgress(_) => "counting",
             Outcome::NotCounted(_) => "ignored",
         });

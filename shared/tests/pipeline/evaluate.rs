@@ -273,9 +273,12 @@ async fn a_cooldown_stops_later_events_but_never_the_redelivery_of_its_own(pool:
         Req::new("get-event", t).id("b"),
     )
     .await;
+    // "Cooling down until when": a's firing took the hour's cooldown at a's receipt.
+    let until = (a.received_at + chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     assert_eq!(
         shown.body["matched"],
-        json!([{"trigger_id": hourly.id, "outcome": "cooling_down"}])
+        json!([{"trigger_id": hourly.id, "outcome": "cooling_down", "until": until}])
     );
     let kept = events::get(&pool, t, "b").await.unwrap().unwrap();
     assert_eq!(
@@ -314,6 +317,7 @@ async fn a_cooldown_stops_later_events_but_never_the_redelivery_of_its_own(pool:
             )
             .await
             .unwrap()
+            .granted()
     );
     let c_result = evaluator.evaluate(&c).await.unwrap();
     let fired_for_c = firings::for_event(&pool, t, &EventId::new("c"))

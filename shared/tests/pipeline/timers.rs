@@ -1,7 +1,7 @@
 //! Deadline conditions through evaluate-events and evaluate-timers against Postgres: a burst
 //! fires once when it is over, a silent group fires once down and once recovered, overlapping
 //! and crashed runs fire each deadline once, a late run catches up, and updating a trigger
-//! drops its deadlines.
+//! drops its deadlines; a `then_not` fires for the step event nothing followed.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -181,6 +181,63 @@ async fn a_silent_device_fires_down_once_and_recovered_when_it_comes_back(pool: 
 }
 
 #[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn a_cart_without_a_checkout_within_the_hour_fires_and_one_checked_out_even_first_does_not(
+    pool: PgPool,
+) {
+    let stack = Stack::new(pool.clone()).await;
+    let t = stack.tenant().await;
+    stack
+        .trigger(
+            t,
+            json!({
+                "name": "Abandoned cart",
+                "pattern": {"source": ["shop"]},
+                "condition": {"kind": "sequence", "steps": [{"type": ["cart.created"]}],
+                              "then_not": {"type": ["checkout.completed"]},
+                              "within": "1h", "group_by": ["$.data.cart"]},
+                "actions": [{"url": "https://hooks.example.com/t"}]
+            }),
+        )
+        .await;
+    let base = Utc::now() - minutes(1);
+    let at = |s: i64| (base + chrono::Duration::seconds(s)).to_rfc3339();
+    // Cart 2's checkout is evaluated before its cart (SQS does not order); cart 1 has none.
+    send(
+        &stack,
+        t,
+        json!([{"id": "k2", "source": "shop", "type": "checkout.completed", "time": at(30),
+                "data": {"cart": 2}}]),
+    )
+    .await;
+    let seen = send(
+        &stack,
+        t,
+        json!([
+            {"id": "c1", "source": "shop", "type": "cart.created", "time": at(10), "data": {"cart": 1}},
+            {"id": "c2", "source": "shop", "type": "cart.created", "time": at(20), "data": {"cart": 2}}
+        ]),
+    )
+    .await;
+    let runner = stack.timers();
+    assert_eq!(runner.run(seen + minutes(59)).await.unwrap().fired, 0);
+    assert_eq!(runner.run(seen + minutes(61)).await.unwrap().fired, 1);
+    assert_eq!(runner.run(seen + minutes(180)).await.unwrap().fired, 0);
+    let fired = firings::list(&pool, t, &Default::default(), 10)
+        .await
+        .unwrap();
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0].event_id.as_str(), "c1");
+    assert_eq!(fired[0].reasons["state"], "not_followed");
+    assert_eq!(fired[0].reasons["group"], json!([1]));
+    assert_eq!(stack.take(&stack.deliveries_queue, 1).await.len(), 1);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM condition_timers").await,
+        0,
+        "the remembered checkout is forgotten after the hour"
+    );
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
 async fn overlapping_runs_and_a_run_that_dies_fire_each_deadline_once(pool: PgPool) {
     let stack = Stack::new(pool.clone()).await;
     let t = stack.tenant().await;
@@ -210,7 +267,9 @@ async fn overlapping_runs_and_a_run_that_dies_fire_each_deadline_once(pool: PgPo
         30,
         "two runs share the thirty rows not held: {ra:?} {rb:?}"
     );
-    drop(dying);
+    // It dies: its transaction ends without a commit. (A plain drop would queue the rollback
+    // on the connection, and the next run could still find the rows locked.)
+    dying.rollback().await.unwrap();
     // The next run (late, as after an outage) takes what the dead run left.
     let late = stack.timers().run(due_at + minutes(30)).await.unwrap();
     assert_eq!(late.fired, 10);
