@@ -17,6 +17,9 @@ use crate::json::{self, Fields, Problems, type_name};
 /// Quiet windows one condition has at most.
 pub const MAX_QUIET: usize = 5;
 
+/// The longest schedule text read (`cron(...)` with lists of values fits well within it).
+const MAX_CRON_CHARS: usize = 200;
+
 /// Overlapping quiet windows a deadline is moved past at most (then it stands).
 const MAX_QUIET_HOPS: usize = 8;
 
@@ -36,6 +39,9 @@ impl PartialEq for CronSpec {
 impl CronSpec {
     /// Reads `cron(m h dom mon dow)`; the schedule must come round (not `30 2`, February 30).
     pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.chars().count() > MAX_CRON_CHARS {
+            return Err(format!("must be at most {MAX_CRON_CHARS} characters"));
+        }
         let inner = raw
             .strip_prefix("cron(")
             .and_then(|r| r.strip_suffix(')'))

@@ -78,9 +78,10 @@ impl Sequence {
             (_, within) => within,
         };
         // "A, then not B": one step; otherwise two to five.
+        // (`None`: `then_not` was given but is invalid, which also asks for one step.)
         let (min, max) = match then_not {
-            Some(Some(_)) => (1, 1),
-            _ => (MIN_STEPS, MAX_STEPS),
+            Some(None) => (MIN_STEPS, MAX_STEPS),
+            _ => (1, 1),
         };
         let path = fields.path_of("steps");
         let steps = match fields.required("steps", problems) {

@@ -1164,6 +1164,9 @@ async fn conditions_over_time_are_stored_as_sent_and_hostile_ones_refused_by_pat
         json!({"kind": "debounce", "quiet": "5m", "max_wait": "1h", "deliver": "all", "group_by": ["$.subject"]}),
         json!({"kind": "sequence", "steps": [{"type": ["a"]}, {"data": {"n": [{"numeric": [">", 1]}]}}], "within": "7d", "group_by": ["$.data.account"]}),
         json!({"kind": "absence", "every": "10m", "grace": "2m", "recovered": false, "group_by": ["$[\"odd key\"]"]}),
+        json!({"kind": "sequence", "steps": [{"type": ["cart.created"]}], "then_not": {"type": ["checkout.completed"]}, "within": "1h", "group_by": ["$.data.cart"]}),
+        json!({"kind": "absence", "schedule": "cron(0 9 * * MON-FRI)", "timezone": "Europe/Berlin", "grace": "30m", "recovered": true,
+               "quiet": [{"schedule": "cron(0 2 * * SUN)", "for": "4h"}], "group_by": []}),
     ] {
         let body = json!({"name": "t", "pattern": {"type": ["x"]}, "condition": condition,
                           "actions": [{"url": "https://hooks.example.com/a"}]});
@@ -1203,6 +1206,30 @@ async fn conditions_over_time_are_stored_as_sent_and_hostile_ones_refused_by_pat
         ),
         (
             json!({"kind": "debounce", "quiet": huge}),
+            "$.condition.quiet",
+        ),
+        (
+            json!({"kind": "sequence", "within": "1h", "steps": [{"type": ["a"]}], "then_not": {"type": ["b\u{0}"]}}),
+            "$.condition.then_not.type[0]",
+        ),
+        (
+            json!({"kind": "sequence", "within": "1h", "steps": [{"type": ["a"]}], "then_not": {"type": [huge]}}),
+            "$.condition.then_not",
+        ),
+        (
+            json!({"kind": "absence", "schedule": format!("cron(0 9 * * {huge})")}),
+            "$.condition.schedule",
+        ),
+        (
+            json!({"kind": "absence", "schedule": "cron(0 9 * * \u{0})"}),
+            "$.condition.schedule",
+        ),
+        (
+            json!({"kind": "absence", "schedule": "cron(0 9 * * *)", "timezone": "Europe/Berlin\u{0}"}),
+            "$.condition.timezone",
+        ),
+        (
+            json!({"kind": "absence", "every": "10m", "quiet": vec![json!({"schedule": "cron(0 2 * * SUN)", "for": "1h"}); 6]}),
             "$.condition.quiet",
         ),
     ] {
