@@ -17,6 +17,37 @@ use crate::postgres::{deliveries, firings};
 /// A firing recorded by this transaction, with the deliveries it claimed for enqueueing.
 pub type Fresh = (Firing, Vec<NewDelivery>);
 
+/// A firing of `trigger` on `event_id`, not recorded yet, with one delivery per enabled
+/// webhook action.
+fn prepare(
+    trigger: &CompiledTrigger,
+    event_id: &EventId,
+    reasons: Value,
+    matched_at: DateTime<Utc>,
+) -> Fresh {
+    let firing = Firing {
+        id: FiringId::new(),
+        trigger: FiredTrigger {
+            id: trigger.id,
+            name: trigger.name.clone(),
+            version: trigger.version,
+        },
+        event_id: event_id.clone(),
+        matched_at,
+        reasons,
+    };
+    let new: Vec<NewDelivery> = trigger
+        .actions
+        .iter()
+        .map(|a| NewDelivery {
+            id: DeliveryId::new(),
+            action_id: a.id,
+            url: a.url.as_str().to_owned(),
+        })
+        .collect();
+    (firing, new)
+}
+
 /// Records a firing of `trigger` on `event_id` (and `occasion`, see [`firings::insert`]) with
 /// one delivery per enabled webhook action, claimed for enqueueing; `None` when that firing
 /// exists already (a concurrent or earlier evaluation recorded it and sends its deliveries).
@@ -29,31 +60,65 @@ pub async fn record(
     reasons: Value,
     matched_at: DateTime<Utc>,
 ) -> sqlx::Result<Option<Fresh>> {
-    let firing = Firing {
-        id: FiringId::new(),
-        trigger: FiredTrigger {
-            id: trigger.id,
-            name: trigger.name.clone(),
-            version: trigger.version,
-        },
-        event_id: event_id.clone(),
-        matched_at,
-        reasons,
-    };
+    let (firing, new) = prepare(trigger, event_id, reasons, matched_at);
     if !firings::insert(&mut *tx, tenant, &firing, occasion).await? {
         return Ok(None);
     }
-    let new: Vec<NewDelivery> = trigger
-        .actions
-        .iter()
-        .map(|a| NewDelivery {
-            id: DeliveryId::new(),
-            action_id: a.id,
-            url: a.url.as_str().to_owned(),
-        })
-        .collect();
     deliveries::insert_claimed(tx, tenant, firing.id, trigger.id, &new).await?;
     Ok(Some((firing, new)))
+}
+
+/// A firing for [`record_many`], prepared as [`record`] would.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    tenant: TenantId,
+    occasion: &'static str,
+    fresh: Fresh,
+}
+
+impl Pending {
+    pub fn new(
+        tenant: TenantId,
+        trigger: &CompiledTrigger,
+        event_id: &EventId,
+        occasion: &'static str,
+        reasons: Value,
+        matched_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            tenant,
+            occasion,
+            fresh: prepare(trigger, event_id, reasons, matched_at),
+        }
+    }
+}
+
+/// [`record`] for many firings (of any tenants) in two statements, whatever their number:
+/// answers, in the order given, those this call recorded (a firing that exists already is
+/// left out, as [`record`] answers `None` for it).
+pub async fn record_many(
+    tx: &mut PgConnection,
+    pending: Vec<Pending>,
+) -> sqlx::Result<Vec<(TenantId, Fresh)>> {
+    let rows: Vec<(TenantId, &Firing, &str)> = pending
+        .iter()
+        .map(|p| (p.tenant, &p.fresh.0, p.occasion))
+        .collect();
+    let inserted = firings::insert_many(&mut *tx, &rows).await?;
+    let recorded: Vec<(TenantId, Fresh)> = pending
+        .into_iter()
+        .filter(|p| inserted.contains(&p.fresh.0.id))
+        .map(|p| (p.tenant, p.fresh))
+        .collect();
+    let new: Vec<_> = recorded
+        .iter()
+        .flat_map(|(tenant, (firing, new))| {
+            new.iter()
+                .map(move |d| (*tenant, firing.id, firing.trigger.id, d))
+        })
+        .collect();
+    deliveries::insert_claimed_many(tx, &new).await?;
+    Ok(recorded)
 }
 
 /// The first messages of the deliveries of `fresh`, whose firings are on `event`.

@@ -22,11 +22,15 @@
 //! 2. For each: if its trigger is gone, disabled, or of another version, delete the row (a
 //!    trigger's update resets its state; deleting it cascades). Otherwise apply the deadline
 //!    ([`crate::condition::Timed::on_due`]), record the firing it decides with its
-//!    deliveries, and write or delete the row.
-//! 3. Commit; then send the new deliveries (a failure releases their claims).
+//!    deliveries, and write or delete the row. The batch's firings, deliveries, updates and
+//!    deletes are each one statement.
+//! 3. Commit; then send the new deliveries (their events read with one query per tenant,
+//!    the messages in `SendMessageBatch` calls of ten; a failure releases their claims).
 //! 4. Repeat while batches come back full; then sweep deliveries whose message never reached
 //!    the queue (their sender died after its commit) once their claim is stale.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound as _, Utc};
@@ -36,13 +40,15 @@ use sqlx::PgConnection;
 use super::StageError;
 use super::fire::{self, Fresh};
 use super::outbox::{Outbox, Outgoing};
-use super::trigger_cache::{CompiledTrigger, TriggerCache};
+use super::trigger_cache::{CompiledTrigger, CompiledTriggers, TriggerCache};
 use crate::condition::{Arrival, GroupKey, Seen, TimerFiring};
 use crate::config::EvaluateConfig;
 use crate::config::pipeline::DELIVERY_BODY_THRESHOLD;
 use crate::event::Event;
 use crate::firing::WebhookPayload;
 use crate::ids::{FiringId, TenantId};
+use crate::postgres::events::StoredEvent;
+use crate::postgres::timers::TimerWrite;
 use crate::postgres::{Database, deliveries, events, firings, timers};
 use crate::s3::ClaimCheck;
 use crate::sqs::SqsSender;
@@ -162,6 +168,11 @@ impl TimerRunner {
     }
 
     /// Steps 1–3 for one batch: answers how many rows it took and the firings per tenant.
+    ///
+    /// Each row is decided in memory, then the batch is written with a fixed number of
+    /// statements (firings, their deliveries, rows updated, rows deleted) however many rows it
+    /// took: statements per row made 10,000 deadlines some 40,000 round trips to Postgres (in
+    /// AWS, through RDS Proxy), where batches make them about 400.
     async fn batch(
         &self,
         now: DateTime<Utc>,
@@ -173,20 +184,28 @@ impl TimerRunner {
         let taken = due.len();
         total.due += taken;
         let matched_at = now.trunc_subsecs(6);
-        let mut fresh: Vec<(TenantId, Vec<Fresh>)> = Vec::new();
+        // Each tenant's triggers are looked up once per batch, not once per row: the whole
+        // batch is decided with one set.
+        let mut sets: Vec<(TenantId, Option<Arc<CompiledTriggers>>)> = Vec::new();
+        let mut pending = Vec::new();
+        let mut writes = Vec::new();
+        let mut deletes = Vec::new();
         for row in due {
-            let compiled = self.cache.get(pool, row.tenant).await?;
+            let compiled = match sets.iter().find(|(t, _)| *t == row.tenant) {
+                Some((_, compiled)) => compiled.clone(),
+                None => {
+                    let compiled = self.cache.get(pool, row.tenant).await?;
+                    sets.push((row.tenant, compiled.clone()));
+                    compiled
+                }
+            };
             let trigger = compiled
-                .as_ref()
+                .as_deref()
                 .and_then(|c| c.by_id(row.trigger))
                 .filter(|t| t.version == row.trigger_version);
-            let (Some(trigger), Some(state)) = (trigger, row.state) else {
-                timers::delete(&mut tx, row.tenant, row.trigger, &row.group_key).await?;
-                total.dropped += 1;
-                continue;
-            };
-            let Some(timed) = trigger.condition.timed() else {
-                timers::delete(&mut tx, row.tenant, row.trigger, &row.group_key).await?;
+            let timed = trigger.and_then(|t| t.condition.timed().map(|timed| (t, timed)));
+            let (Some((trigger, timed)), Some(state)) = (timed, row.state) else {
+                deletes.push((row.tenant, row.trigger, row.group_key));
                 total.dropped += 1;
                 continue;
             };
@@ -194,50 +213,55 @@ impl TimerRunner {
             let group = GroupKey::from_values(values);
             let step = timed.on_due(state, now, &group);
             if let Some(f) = step.fire {
-                let recorded = fire::record(
-                    &mut tx,
+                pending.push(fire::Pending::new(
                     row.tenant,
                     trigger,
                     &f.event_id,
                     f.occasion,
                     f.reason,
                     matched_at,
-                )
-                .await?;
-                if let Some(recorded) = recorded {
-                    total.fired += 1;
-                    match fresh.iter_mut().find(|(t, _)| *t == row.tenant) {
-                        Some((_, list)) => list.push(recorded),
-                        None => fresh.push((row.tenant, vec![recorded])),
-                    }
-                }
+                ));
             }
             match step.state {
-                Some(state) => {
-                    timers::put(
-                        &mut tx,
-                        row.tenant,
-                        row.trigger,
-                        row.trigger_version,
-                        &row.group_key,
-                        &state,
-                        step.due,
-                    )
-                    .await?
-                }
-                None => timers::delete(&mut tx, row.tenant, row.trigger, &row.group_key).await?,
+                Some(state) => writes.push(TimerWrite {
+                    tenant: row.tenant,
+                    trigger: row.trigger,
+                    version: row.trigger_version,
+                    group_key: row.group_key,
+                    state,
+                    due_at: step.due,
+                }),
+                None => deletes.push((row.tenant, row.trigger, row.group_key)),
             }
         }
+        let recorded = fire::record_many(&mut tx, pending).await?;
+        timers::put_many(&mut tx, &writes).await?;
+        timers::delete_many(&mut tx, &deletes).await?;
         tx.commit().await?;
+        total.fired += recorded.len();
+        let mut fresh: Vec<(TenantId, Vec<Fresh>)> = Vec::new();
+        for (tenant, recorded) in recorded {
+            match fresh.iter_mut().find(|(t, _)| *t == tenant) {
+                Some((_, list)) => list.push(recorded),
+                None => fresh.push((tenant, vec![recorded])),
+            }
+        }
         Ok((taken, fresh))
     }
 
-    /// Sends the deliveries of `fresh` (firings of `tenant`), each with its event.
+    /// Sends the deliveries of `fresh` (firings of `tenant`), each with its event (read with
+    /// one query for them all).
     async fn send(&self, tenant: TenantId, fresh: &[Fresh]) -> Result<usize, StageError> {
         let pool = self.db.pool().await?;
+        let mut ids: Vec<&str> = fresh.iter().map(|f| f.0.event_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let stored = events::get_many(pool, tenant, &ids).await?;
+        let by_id: HashMap<&str, &StoredEvent> =
+            stored.iter().map(|s| (s.event.id.as_str(), s)).collect();
         let mut outgoing = Vec::new();
         for one in fresh {
-            let Some(stored) = events::get(pool, tenant, one.0.event_id.as_str()).await? else {
+            let Some(stored) = by_id.get(one.0.event_id.as_str()) else {
                 tracing::warn!(firing_id = %one.0.id, "the firing's event is not kept; its deliveries wait for the sweep");
                 continue;
             };

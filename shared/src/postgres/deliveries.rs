@@ -42,6 +42,45 @@ pub async fn insert_claimed(
     Ok(())
 }
 
+/// [`insert_claimed`] for the deliveries of many new firings (of any tenants) in one
+/// statement: each is `(tenant, firing, trigger, delivery)`.
+pub async fn insert_claimed_many(
+    conn: &mut PgConnection,
+    deliveries: &[(TenantId, FiringId, TriggerId, &NewDelivery)],
+) -> sqlx::Result<()> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<_> = deliveries.iter().map(|(_, _, _, d)| d.id.0).collect();
+    let tenants: Vec<_> = deliveries.iter().map(|(t, _, _, _)| t.0).collect();
+    let firings: Vec<_> = deliveries.iter().map(|(_, f, _, _)| f.0).collect();
+    let triggers: Vec<_> = deliveries.iter().map(|(_, _, t, _)| t.0).collect();
+    let actions: Vec<_> = deliveries
+        .iter()
+        .map(|(_, _, _, d)| d.action_id.0)
+        .collect();
+    let urls: Vec<String> = deliveries
+        .iter()
+        .map(|(_, _, _, d)| d.url.clone())
+        .collect();
+    sqlx::query!(
+        r#"INSERT INTO deliveries (id, tenant_id, firing_id, trigger_id, action_id, url, enqueue_claimed_at)
+           SELECT d.id, d.tenant_id, d.firing_id, d.trigger_id, d.action_id, d.url, now()
+           FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[])
+                AS d(id, tenant_id, firing_id, trigger_id, action_id, url)
+           ON CONFLICT (firing_id, action_id) DO NOTHING"#,
+        &ids,
+        &tenants,
+        &firings,
+        &triggers,
+        &actions,
+        &urls
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Claims, for enqueueing, the deliveries of `firing_ids` that were never put on the queue
 /// and whose last claim (if any) is older than `stale_before`: the sender that claimed them
 /// is gone. A fresh claim belongs to a concurrent evaluation of the same event, which sends

@@ -73,6 +73,43 @@ pub async fn insert(
     Ok(done.rows_affected() == 1)
 }
 
+/// An `events` row as [`get`] and [`get_many`] read it.
+struct Row {
+    id: EventId,
+    r#type: String,
+    source: Option<String>,
+    subject: Option<String>,
+    time: DateTime<Utc>,
+    data: Option<Json<RawJson>>,
+    attributes: Json<BTreeMap<String, Value>>,
+    received_at: DateTime<Utc>,
+    evaluated_at: DateTime<Utc>,
+    matched_trigger_ids: Vec<TriggerId>,
+    reused_at: Vec<DateTime<Utc>>,
+    outcomes: Value,
+}
+
+impl From<Row> for StoredEvent {
+    fn from(r: Row) -> Self {
+        Self {
+            event: Event {
+                id: r.id,
+                kind: r.r#type,
+                source: r.source,
+                subject: r.subject,
+                time: r.time,
+                data: r.data.map(|d| d.0).filter(|d| d.get() != "null"),
+                attributes: r.attributes.0,
+            },
+            received_at: r.received_at,
+            evaluated_at: r.evaluated_at,
+            matched_trigger_ids: r.matched_trigger_ids,
+            reused_at: r.reused_at,
+            outcomes: r.outcomes,
+        }
+    }
+}
+
 /// The kept event `id` of `tenant`.
 pub async fn get(
     db: impl PgExecutor<'_>,
@@ -80,34 +117,33 @@ pub async fn get(
     id: &str,
 ) -> sqlx::Result<Option<StoredEvent>> {
     // A plain `&str`: the API looks events up by whatever id the client put in the path.
-    let row = sqlx::query!(
+    Ok(get_many(db, tenant, &[id]).await?.pop())
+}
+
+/// The kept events of `tenant` among `ids`, in no particular order (an id not kept is left
+/// out): [`get`] for many events in one query.
+pub async fn get_many(
+    db: impl PgExecutor<'_>,
+    tenant: TenantId,
+    ids: &[&str],
+) -> sqlx::Result<Vec<StoredEvent>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query_as!(
+        Row,
         r#"SELECT id AS "id: EventId", type, source, subject, time,
                   data AS "data: Json<RawJson>",
                   attributes AS "attributes: Json<BTreeMap<String, Value>>", received_at,
                   evaluated_at, matched_trigger_ids AS "matched_trigger_ids: Vec<TriggerId>",
                   reused_at, outcomes
-           FROM events WHERE tenant_id = $1 AND id = $2"#,
+           FROM events WHERE tenant_id = $1 AND id = ANY($2::text[])"#,
         tenant.0,
-        id
+        ids as _
     )
-    .fetch_optional(db)
+    .fetch_all(db)
     .await?;
-    Ok(row.map(|r| StoredEvent {
-        event: Event {
-            id: r.id,
-            kind: r.r#type,
-            source: r.source,
-            subject: r.subject,
-            time: r.time,
-            data: r.data.map(|d| d.0).filter(|d| d.get() != "null"),
-            attributes: r.attributes.0,
-        },
-        received_at: r.received_at,
-        evaluated_at: r.evaluated_at,
-        matched_trigger_ids: r.matched_trigger_ids,
-        reused_at: r.reused_at,
-        outcomes: r.outcomes,
-    }))
+    Ok(rows.into_iter().map(Into::into).collect())
 }
 
 /// Notes that event `id` came again, received at `received_at`, and was not evaluated (at

@@ -1,5 +1,7 @@
 //! Firings in Postgres: one per (trigger, event), scoped by tenant.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgConnection, PgExecutor, PgPool};
@@ -60,6 +62,59 @@ pub async fn insert(
     .fetch_optional(conn)
     .await?;
     Ok(inserted.is_some())
+}
+
+/// [`insert`] for many firings (of any tenants) in one statement: answers the ids of those
+/// this call recorded; a firing whose `(trigger, event, occasion)` had fired already, or
+/// repeats one earlier in `firings`, is left out.
+pub async fn insert_many(
+    conn: &mut PgConnection,
+    firings: &[(TenantId, &Firing, &str)],
+) -> sqlx::Result<HashSet<FiringId>> {
+    if firings.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut ids = Vec::with_capacity(firings.len());
+    let mut tenants = Vec::with_capacity(firings.len());
+    let mut triggers = Vec::with_capacity(firings.len());
+    let mut events = Vec::with_capacity(firings.len());
+    let mut names = Vec::with_capacity(firings.len());
+    let mut versions = Vec::with_capacity(firings.len());
+    let mut matched = Vec::with_capacity(firings.len());
+    let mut reasons = Vec::with_capacity(firings.len());
+    let mut occasions = Vec::with_capacity(firings.len());
+    for (tenant, firing, occasion) in firings {
+        ids.push(firing.id.0);
+        tenants.push(tenant.0);
+        triggers.push(firing.trigger.id.0);
+        events.push(firing.event_id.as_str().to_owned());
+        names.push(firing.trigger.name.clone());
+        versions.push(firing.trigger.version);
+        matched.push(firing.matched_at);
+        reasons.push(firing.reasons.clone());
+        occasions.push((*occasion).to_owned());
+    }
+    // ON CONFLICT DO NOTHING also skips a row that repeats an earlier row of the same
+    // statement, as separate inserts in one transaction would.
+    let inserted = sqlx::query_scalar!(
+        r#"INSERT INTO firings (id, tenant_id, trigger_id, event_id, trigger_name, trigger_version, matched_at, reasons, occasion)
+           SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+                                $6::bigint[], $7::timestamptz[], $8::jsonb[], $9::text[])
+           ON CONFLICT (trigger_id, event_id, occasion) DO NOTHING
+           RETURNING id"#,
+        &ids,
+        &tenants,
+        &triggers,
+        &events,
+        &names,
+        &versions,
+        &matched,
+        &reasons,
+        &occasions
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(inserted.into_iter().map(FiringId).collect())
 }
 
 /// The firings of one event, by trigger id.

@@ -85,6 +85,74 @@ pub async fn put(
     Ok(())
 }
 
+/// A row's new state and deadline, for [`put_many`].
+#[derive(Debug, Clone)]
+pub struct TimerWrite {
+    pub tenant: TenantId,
+    pub trigger: TriggerId,
+    pub version: i64,
+    pub group_key: String,
+    pub state: TimerState,
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+/// [`put`] for many rows (of any tenants) in one statement; each row appears once (rows are
+/// keyed by trigger and group, and a run takes each once).
+pub async fn put_many(conn: &mut PgConnection, writes: &[TimerWrite]) -> sqlx::Result<()> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<_> = writes.iter().map(|w| w.tenant.0).collect();
+    let triggers: Vec<_> = writes.iter().map(|w| w.trigger.0).collect();
+    let keys: Vec<&str> = writes.iter().map(|w| w.group_key.as_str()).collect();
+    let versions: Vec<i64> = writes.iter().map(|w| w.version).collect();
+    let states: Vec<Json<&TimerState>> = writes.iter().map(|w| Json(&w.state)).collect();
+    let due: Vec<Option<DateTime<Utc>>> = writes.iter().map(|w| w.due_at).collect();
+    sqlx::query!(
+        r#"UPDATE condition_timers AS t
+           SET trigger_version = u.version, state = u.state, due_at = u.due_at, updated_at = now()
+           FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::jsonb[], $6::timestamptz[])
+                AS u(tenant_id, trigger_id, group_key, version, state, due_at)
+           WHERE t.tenant_id = u.tenant_id AND t.trigger_id = u.trigger_id
+             AND t.group_key = u.group_key"#,
+        &tenants,
+        &triggers,
+        &keys as _,
+        &versions,
+        &states as _,
+        &due as _
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// [`delete`] for many rows (of any tenants) in one statement: each is
+/// `(tenant, trigger, group key)`.
+pub async fn delete_many(
+    conn: &mut PgConnection,
+    rows: &[(TenantId, TriggerId, String)],
+) -> sqlx::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<_> = rows.iter().map(|(t, _, _)| t.0).collect();
+    let triggers: Vec<_> = rows.iter().map(|(_, t, _)| t.0).collect();
+    let keys: Vec<&str> = rows.iter().map(|(_, _, k)| k.as_str()).collect();
+    sqlx::query!(
+        r#"DELETE FROM condition_timers AS t
+           USING UNNEST($1::uuid[], $2::uuid[], $3::text[]) AS d(tenant_id, trigger_id, group_key)
+           WHERE t.tenant_id = d.tenant_id AND t.trigger_id = d.trigger_id
+             AND t.group_key = d.group_key"#,
+        &tenants,
+        &triggers,
+        &keys as _
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Deletes the row of `(trigger, group)`.
 pub async fn delete(
     conn: &mut PgConnection,

@@ -1,13 +1,14 @@
 //! Deadline conditions through evaluate-events and evaluate-timers against Postgres: a burst
 //! fires once when it is over, a silent group fires once down and once recovered, overlapping
 //! and crashed runs fire each deadline once, a late run catches up, and updating a trigger
-//! drops its deadlines; a `then_not` fires for the step event nothing followed.
+//! drops its deadlines; a `then_not` fires for the step event nothing followed; a batch over
+//! two tenants records and sends each firing once, each with its own event.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use triggeriq::consumers::{evaluate, process_batch};
-use triggeriq::pipeline::messages::EventMessage;
+use triggeriq::pipeline::messages::{DeliveryMessage, EventMessage};
 use triggeriq::postgres::firings;
 use triggeriq::s3::ClaimCheck;
 use triggeriq::tenant::TenantId;
@@ -390,4 +391,75 @@ async fn a_delivery_that_never_reached_the_queue_is_swept_once_its_claim_is_stal
         0,
         "sent once"
     );
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn one_batch_over_two_tenants_fires_each_deadline_once_and_sends_each_with_its_event(
+    pool: PgPool,
+) {
+    let stack = Stack::new(pool.clone()).await;
+    let (a, b) = (stack.tenant().await, stack.tenant().await);
+    let absence = trigger(json!({"kind": "absence", "every": "1m", "group_by": ["$.data.device"]}));
+    let of_a = stack.trigger(a, absence.clone()).await;
+    stack.trigger(b, absence).await;
+    let heartbeats = |prefix: &str| {
+        Value::Array(
+            (0..3)
+                .map(|i| json!({"id": format!("{prefix}{i}"), "type": "heartbeat", "data": {"device": i}}))
+                .collect(),
+        )
+    };
+    send(&stack, a, heartbeats("a")).await;
+    let seen = send(&stack, b, heartbeats("b")).await;
+    // One of the six deadlines has its firing recorded already (by whatever got there first):
+    // the batch, which records the others in one statement, must neither record nor send it
+    // again, and must still move its row on.
+    sqlx::query(
+        "INSERT INTO firings (id, tenant_id, trigger_id, event_id, trigger_name, trigger_version,
+                              matched_at, occasion)
+         VALUES ($1, $2, $3, 'a0', 'Timed', $4, now(), 'down')",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(a.as_uuid())
+    .bind(of_a.id.0)
+    .bind(of_a.version)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let run = stack.timers().run(seen + minutes(2)).await.unwrap();
+    assert_eq!((run.due, run.fired, run.enqueued), (6, 5, 5), "{run:?}");
+    assert_eq!(count(&pool, "SELECT count(*) FROM firings").await, 6);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM condition_timers WHERE state->>'down' = 'true' AND due_at IS NULL"
+        )
+        .await,
+        6,
+        "every row moved on, the one whose firing existed too"
+    );
+    let queued = stack.take(&stack.deliveries_queue, 5).await;
+    assert_eq!(queued.len(), 5);
+    let mut sent = Vec::new();
+    for message in &queued {
+        let delivery = DeliveryMessage::parse(message.body().unwrap()).unwrap();
+        let firing = firings::get(&pool, delivery.tenant_id, delivery.key.firing_id)
+            .await
+            .unwrap()
+            .expect("the delivery's firing, of the message's tenant");
+        let body = ClaimCheck::new(stack.clients.s3.clone(), &stack.bucket)
+            .unwrap(delivery.body.get())
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            body["data"]["event"]["id"],
+            firing.event_id.as_str(),
+            "each firing is sent with its own event"
+        );
+        sent.push(firing.event_id.as_str().to_owned());
+    }
+    sent.sort();
+    assert_eq!(sent, ["a1", "a2", "b0", "b1", "b2"]);
 }
