@@ -139,6 +139,18 @@ impl Condition {
         }
     }
 
+    /// The event patterns the condition matches events against beyond the trigger's (a
+    /// sequence's steps and its `then_not`).
+    pub fn patterns(&self) -> impl Iterator<Item = &crate::pattern::Pattern> {
+        let sequence = match self {
+            Self::Sequence(q) => Some(q),
+            _ => None,
+        };
+        sequence
+            .into_iter()
+            .flat_map(|q| q.steps.iter().chain(&q.then_not))
+    }
+
     /// The condition's name, as in its `kind`.
     pub fn kind(&self) -> &'static str {
         match self {

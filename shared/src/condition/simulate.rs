@@ -108,12 +108,20 @@ pub fn simulate(
         let Ok(document) = serde_json::to_value(event) else {
             continue;
         };
+        let too_expensive = |_| TooExpensive {
+            max_steps: limits.max_match_steps,
+        };
         let matched = pattern
             .matches_value_drawing(&document, &mut allowance)
-            .map_err(|_| TooExpensive {
-                max_steps: limits.max_match_steps,
-            })?;
+            .map_err(too_expensive)?;
         if matched {
+            // The condition's own patterns (a sequence's steps, `then_not`) match this event
+            // too: their work is drawn from the same allowance first, so the condition logic
+            // below repeats only work already paid for.
+            for step in condition.patterns() {
+                step.matches_value_drawing(&document, &mut allowance)
+                    .map_err(too_expensive)?;
+            }
             sim.on_event(event, &document);
         }
         if sim.truncated {
@@ -571,5 +579,33 @@ mod tests {
         assert!(try_with(one, &events[..1]).is_ok());
         assert_eq!(try_with(one, &events), Err(TooExpensive { max_steps: one }));
         assert_eq!(try_with(u64::MAX, &events).map(|r| r.firings.len()), Ok(0));
+    }
+
+    #[test]
+    fn a_sequences_step_patterns_draw_on_the_same_allowance() {
+        let cheap = Pattern::parse(r#"{"type": ["t"]}"#).expect("p");
+        let condition: Condition = serde_json::from_value(json!({"kind": "sequence",
+            "within": "1h", "steps": [{"data": {"n": [1, 2, 3]}}, {"data": {"n": [4]}}]}))
+        .expect("valid");
+        let long: Vec<i64> = vec![0; 1000];
+        let events: Vec<Event> = (0..3)
+            .map(|i| event(&format!("e{i}"), i, json!({"n": long})))
+            .collect();
+        let run = |max_match_steps| {
+            simulate(
+                &cheap,
+                &condition,
+                None,
+                &events,
+                Duration::ZERO,
+                SimulateLimits {
+                    max_match_steps,
+                    ..ROOMY
+                },
+            )
+        };
+        // The trigger's pattern alone is a few steps per event; the steps are thousands.
+        assert_eq!(run(5_000), Err(TooExpensive { max_steps: 5_000 }));
+        assert_eq!(run(u64::MAX).map(|r| r.firings.len()), Ok(0));
     }
 }

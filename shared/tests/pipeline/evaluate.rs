@@ -617,6 +617,76 @@ async fn three_failed_payments_of_one_customer_within_an_hour_fire_once_each_tim
 }
 
 #[sqlx::test(migrator = "triggeriq::MIGRATOR")]
+async fn a_threshold_updated_mid_window_counts_afresh_from_the_update(pool: PgPool) {
+    let stack = Stack::new(pool.clone()).await;
+    let t = stack.tenant().await;
+    let trigger = stack.trigger(t, three_in_an_hour()).await;
+    let mut config = stack.evaluate_config();
+    config.trigger_cache_max_age = Duration::ZERO;
+    let evaluator = stack.evaluator_with(config);
+    let messages = ingested(
+        &stack,
+        t,
+        failing_payments(&[
+            ("a1", "A", 0),
+            ("a2", "A", 1),
+            ("a3", "A", 2),
+            ("a4", "A", 3),
+            ("a5", "A", 4),
+        ]),
+    )
+    .await;
+    let mut by_id = std::collections::HashMap::new();
+    for m in &messages {
+        let message = message_of(&stack, m).await;
+        by_id.insert(message.event.id.as_str().to_owned(), message);
+    }
+    for id in ["a1", "a2"] {
+        let done = evaluator.evaluate(&by_id[id]).await.unwrap();
+        assert!(done.fired.is_empty() && done.in_progress == vec![trigger.id]);
+    }
+    // The tenant changes the trigger mid-window (docs/conditions.md: an update resets it).
+    let limits = TriggerLimits::default();
+    let mut body = three_in_an_hour();
+    body["name"] = json!("Payments failing, renamed");
+    let parsed = TriggerBody::parse(&body, BodyKind::Replace, &limits).unwrap();
+    triggers::replace(
+        &pool,
+        t,
+        trigger.id,
+        &parsed.spec,
+        trigger.version,
+        (&limits).into(),
+    )
+    .await
+    .unwrap();
+    let third = evaluator.evaluate(&by_id["a3"]).await.unwrap();
+    assert!(
+        third.fired.is_empty(),
+        "a1 and a2 counted for the old version"
+    );
+    assert!(
+        evaluator
+            .evaluate(&by_id["a4"])
+            .await
+            .unwrap()
+            .fired
+            .is_empty()
+    );
+    let fifth = evaluator.evaluate(&by_id["a5"]).await.unwrap();
+    assert_eq!(fifth.fired.len(), 1, "the third since the update");
+    let fired = firings::list(&pool, t, &Default::default(), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        fired[0].reasons["event_ids"],
+        json!(["a3", "a4", "a5"]),
+        "{}",
+        fired[0].reasons
+    );
+}
+
+#[sqlx::test(migrator = "triggeriq::MIGRATOR")]
 async fn a_threshold_firing_written_to_its_window_is_recorded_by_the_redelivery_after_a_crash(
     pool: PgPool,
 ) {
