@@ -204,6 +204,31 @@ pub fn kms_client(config: &SdkConfig) -> aws_sdk_kms::Client {
     aws_sdk_kms::Client::new(config)
 }
 
+/// The limit for one Converse call (AI checks): a model answers in seconds, where DynamoDB
+/// and SQS answer in milliseconds, so Bedrock gets its own limit instead of the shared 3 s.
+pub const BEDROCK_CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A Bedrock runtime client (Converse, for AI checks): one attempt per call, within
+/// [`BEDROCK_CALL_TIMEOUT`]. Not in [`AwsClients`]: only the function that judges builds one,
+/// so the other functions do not link the Bedrock client at all (binary size, init time).
+/// No SDK retries: a throttled or failed judgement goes back to its
+/// queue and comes again after the visibility timeout, rather than the function sleeping,
+/// billed, while Bedrock recovers (`crate::bedrock`).
+pub fn bedrock_client(config: &SdkConfig) -> aws_sdk_bedrockruntime::Client {
+    let timeouts = config
+        .timeout_config()
+        .map(TimeoutConfig::to_builder)
+        .unwrap_or_default()
+        .operation_attempt_timeout(BEDROCK_CALL_TIMEOUT)
+        .operation_timeout(BEDROCK_CALL_TIMEOUT)
+        .build();
+    let bedrock_config = aws_sdk_bedrockruntime::config::Builder::from(config)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(timeouts)
+        .build();
+    aws_sdk_bedrockruntime::Client::from_conf(bedrock_config)
+}
+
 /// An S3 client: path-style addressing when an endpoint override is set.
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     let path_style =
@@ -337,6 +362,22 @@ mod tests {
         assert_eq!(get("Bedrock Runtime").as_deref(), Some("http://bedrock"));
         assert_eq!(get("DynamoDB").as_deref(), Some("http://moto"));
         assert_eq!(service_setting(ENDPOINT_URL, "SQS", lookup(&[])), None);
+    }
+
+    #[test]
+    fn bedrock_calls_get_one_attempt_and_a_model_sized_timeout() {
+        let client = bedrock_client(&sdk_config(&AwsOptions::emulator("http://127.0.0.1:1")));
+        let config = client.config();
+        assert_eq!(
+            config.retry_config().map(RetryConfig::max_attempts),
+            Some(1)
+        );
+        let timeouts = config.timeout_config().expect("timeouts");
+        assert_eq!(
+            timeouts.operation_attempt_timeout(),
+            Some(BEDROCK_CALL_TIMEOUT)
+        );
+        assert_eq!(timeouts.operation_timeout(), Some(BEDROCK_CALL_TIMEOUT));
     }
 
     #[test]

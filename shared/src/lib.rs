@@ -2,10 +2,11 @@
 //!
 //! Layers, each using only the ones before it (`docs/architecture.md`; a test checks it):
 //!
-//! 1. domain: [`ids`], [`event`], [`trigger`], [`tenant`], [`pattern`], [`firing`],
-//!    [`delivery`], [`webhook`], with [`json`] and [`problem`]; and [`config`], the settings;
-//! 2. adapters: [`postgres`], [`dynamodb`], [`sqs`], [`s3`], [`kms`], with [`aws`], [`sdk_http`],
-//!    [`tls`] and [`wiring`], the handles a container holds;
+//! 1. domain: [`ids`], [`event`], [`trigger`], [`tenant`], [`pattern`], [`condition`], [`ai`],
+//!    [`firing`], [`delivery`], [`webhook`], with [`json`] and [`problem`]; and [`config`], the
+//!    settings;
+//! 2. adapters: [`postgres`], [`dynamodb`], [`sqs`], [`s3`], [`kms`], [`bedrock`], with [`aws`],
+//!    [`sdk_http`], [`tls`] and [`wiring`], the handles a container holds;
 //! 3. [`pipeline`]: each stage's decisions;
 //! 4. edges: [`api`], [`consumers`], [`schedules`], [`authorizer`], [`cognito`], which translate Lambda events into one
 //!    pipeline (or read) call and back.
@@ -13,6 +14,7 @@
 //! Adapters to outside systems sit behind cargo features so that a function compiles only
 //! what it uses: `postgres` (sqlx), `lambda` (handlers), `aws` (DynamoDB, SQS, S3, KMS, Bedrock).
 
+pub mod ai;
 pub mod condition;
 pub mod config;
 pub mod delivery;
@@ -48,6 +50,8 @@ pub mod tls;
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "aws")]
+pub mod bedrock;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 #[cfg(feature = "aws")]
