@@ -16,6 +16,9 @@
 //! | cooldown lock ([`cooldown`]) | `COOLDOWN#<tenant>#<trigger>[#<group>]` | `COOLDOWN` | `until_ms`, `expires_at`, `owner` (optional) |
 //! | threshold window ([`windows`]) | `WINDOW#<tenant>#<trigger>#<version>#<group digest>` | `WINDOW` | `epoch`, `reset_t`, `reset_id`, `group`, `expires_at`, one `e:<event digest>` map per counted event |
 //! | signing secrets ([`signing_secrets`]) | `SIGNING#<tenant>` | `SIGNING` | `sealed` (KMS envelope: `key`, `nonce`, `data`), `current_since`, `version` (no TTL) |
+//! | cached verdict ([`ai`]) | `AICACHE#<tenant>#<cache key>` | `AICACHE` | `verdict`, `confidence`, `reason`, `model`, `expires_at` |
+//! | judging claim ([`ai`]) | `AIJUDGE#<tenant>#<trigger>#<event id>` | `AIJUDGE` | `state` (`judging`, `done`), `owner`, `lease_until_ms`, `outcome` (JSON), `expires_at` |
+//! | AI usage of a day ([`ai`]) | `AIUSAGE#<tenant>` | `DAY#<yyyy-mm-dd>` | `day`, `input_tokens`, `output_tokens`, `checks`, `expires_at` |
 //!
 //! Key components are escaped (`%` → `%25`, `#` → `%23`) so that a client-chosen
 //! event id containing `#` can never collide with another tenant's key.
@@ -26,6 +29,7 @@
 //! All operations take `now` from the caller, which makes expiry testable
 //! without waiting and keeps one clock per request.
 
+pub mod ai;
 pub mod cooldown;
 pub mod idempotency;
 pub mod rate_limit;
@@ -39,6 +43,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
+pub use ai::{CachedVerdict, DayUsage, Finished, Judging, JudgingClaim, TokenBudget, VerdictCache};
 pub use cooldown::{CooldownLock, Lock};
 pub use idempotency::{Claim, ClaimToken, IdempotencyStore};
 pub use rate_limit::{RateDecision, RateLimit, RateLimiter};

@@ -3,6 +3,7 @@
 //!
 //! - [`moto`]: one AWS emulator per test binary, clients and uniquely named resources;
 //! - [`faults`]: one operation of a real client failing on demand;
+//! - [`names`]: fixed tenant, trigger and event ids from names;
 //! - [`openapi`]: holds every answer a test sees to `openapi.yaml`;
 //! - [`requests`]: the API Gateway samples in `events/`, edited per test and run through a
 //!   route as the Lambda runtime would;
@@ -14,6 +15,7 @@
 pub mod faults;
 #[cfg(feature = "aws")]
 pub mod moto;
+pub mod names;
 pub mod openapi;
 #[cfg(feature = "lambda")]
 pub mod requests;

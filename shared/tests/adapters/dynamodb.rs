@@ -10,10 +10,11 @@ use triggeriq::dynamodb::{
     Rotation, SealOutcome, SecretsError,
 };
 use triggeriq::event::EventId;
-use triggeriq::ids::{TenantId, TriggerId};
+use triggeriq::ids::TenantId;
 use triggeriq::webhook::signing::sign;
 
 use triggeriq::testing::moto as support;
+use triggeriq::testing::names::{ev, tenant, trigger};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -23,26 +24,6 @@ fn t0() -> DateTime<Utc> {
 
 fn secs(n: i64) -> chrono::Duration {
     chrono::Duration::seconds(n)
-}
-
-/// A fixed id per name, so that a test's tenants and triggers read as names (every test has a
-/// table of its own).
-fn id_of(kind: &str, name: &str) -> uuid::Uuid {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(format!("{kind}/{name}"));
-    uuid::Uuid::from_slice(&digest[..16]).expect("16 bytes")
-}
-
-fn tenant(name: &str) -> TenantId {
-    TenantId(id_of("tenant", name))
-}
-
-fn trigger(name: &str) -> TriggerId {
-    TriggerId(id_of("trigger", name))
-}
-
-fn ev(id: &str) -> EventId {
-    EventId::new(id)
 }
 
 // ---------------------------------------------------------------- idempotency
