@@ -202,6 +202,7 @@ fn compiled(condition: Value, cooldown: Option<Duration>) -> CompiledTrigger {
         id: TriggerId::new(),
         name: "bench".into(),
         version: 1,
+        condition_version: 1,
         condition: serde_json::from_value(condition).expect("condition"),
         cooldown,
         actions: Vec::new(),
@@ -396,7 +397,7 @@ async fn timers_run(pool: &PgPool, statements: &Statements) {
     .await
     .expect("events");
     sqlx::query(
-        "INSERT INTO condition_timers (tenant_id, trigger_id, trigger_version, group_key, group_values, state, due_at)
+        "INSERT INTO condition_timers (tenant_id, trigger_id, condition_version, group_key, group_values, state, due_at)
          SELECT $1, $2, 1, '[' || g || ']', jsonb_build_array(g),
                 jsonb_build_object('kind', 'absence', 'down', false,
                                    'last', jsonb_build_object('id', 'hb-' || g, 'at', $3::timestamptz)),

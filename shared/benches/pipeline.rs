@@ -200,6 +200,7 @@ fn trigger_rows(n: usize) -> Vec<MatchableTrigger> {
                 id: TriggerId::new(),
                 name: format!("trigger {i}"),
                 version: 1,
+                condition_version: 1,
                 pattern,
                 condition: json!({"kind": "every"}),
                 cooldown_seconds: (i % 2 == 0).then_some(60),

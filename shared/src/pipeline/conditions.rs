@@ -106,7 +106,7 @@ impl Conditions {
         let key = WindowKey {
             tenant,
             trigger: trigger.id,
-            version: trigger.version,
+            version: trigger.condition_version,
             group: &group,
         };
         let entry = Entry {

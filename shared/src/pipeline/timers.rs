@@ -77,7 +77,7 @@ pub async fn on_event(
     let Some(group) = timed.group_by().key_of(document) else {
         return Ok(None);
     };
-    let state = timers::lock(tx, tenant, trigger.id, trigger.version, &group).await?;
+    let state = timers::lock(tx, tenant, trigger.id, trigger.condition_version, &group).await?;
     let arrival = Arrival {
         seen: Seen {
             id: event.id.clone(),
@@ -93,7 +93,7 @@ pub async fn on_event(
                 tx,
                 tenant,
                 trigger.id,
-                trigger.version,
+                trigger.condition_version,
                 group.as_text(),
                 state,
                 step.due,
@@ -202,7 +202,7 @@ impl TimerRunner {
             let trigger = compiled
                 .as_deref()
                 .and_then(|c| c.by_id(row.trigger))
-                .filter(|t| t.version == row.trigger_version);
+                .filter(|t| t.condition_version == row.condition_version);
             let timed = trigger.and_then(|t| t.condition.timed().map(|timed| (t, timed)));
             let (Some((trigger, timed)), Some(state)) = (timed, row.state) else {
                 deletes.push((row.tenant, row.trigger, row.group_key));
@@ -226,7 +226,7 @@ impl TimerRunner {
                 Some(state) => writes.push(TimerWrite {
                     tenant: row.tenant,
                     trigger: row.trigger,
-                    version: row.trigger_version,
+                    version: row.condition_version,
                     group_key: row.group_key,
                     state,
                     due_at: step.due,

@@ -33,6 +33,9 @@ pub struct CompiledTrigger {
     pub id: TriggerId,
     pub name: String,
     pub version: i64,
+    /// The version at which the pattern, condition or enabled flag last changed: the
+    /// condition's state (windows, deadlines) belongs to it (migration 0010).
+    pub condition_version: i64,
     pub condition: Condition,
     pub cooldown: Option<Duration>,
     /// The enabled webhook actions: one delivery each when the trigger fires.
@@ -76,6 +79,7 @@ impl CompiledTriggers {
                 id: row.id,
                 name: row.name,
                 version: row.version,
+                condition_version: row.condition_version,
                 condition,
                 cooldown: row
                     .cooldown_seconds
@@ -328,6 +332,7 @@ mod tests {
             id: TriggerId(uuid::Uuid::from_u128(id)),
             name: format!("t{id}"),
             version: 1,
+            condition_version: 1,
             pattern,
             condition: json!({"kind": "every"}),
             cooldown_seconds: None,

@@ -13,7 +13,7 @@ use crate::ids::{TenantId, TriggerId};
 pub struct DueTimer {
     pub tenant: TenantId,
     pub trigger: TriggerId,
-    pub trigger_version: i64,
+    pub condition_version: i64,
     pub group_key: String,
     pub group_values: Value,
     /// `None` when the stored state cannot be read (left by another version of the code).
@@ -34,7 +34,7 @@ pub async fn lock(
     // A placeholder first, so that two first events of one group queue on the same row
     // instead of both inserting.
     sqlx::query!(
-        r#"INSERT INTO condition_timers (tenant_id, trigger_id, trigger_version, group_key, group_values, state)
+        r#"INSERT INTO condition_timers (tenant_id, trigger_id, condition_version, group_key, group_values, state)
            VALUES ($1, $2, $3, $4, $5, 'null'::jsonb)
            ON CONFLICT (trigger_id, group_key) DO NOTHING"#,
         tenant.0,
@@ -46,7 +46,7 @@ pub async fn lock(
     .execute(&mut *conn)
     .await?;
     let row = sqlx::query!(
-        r#"SELECT trigger_version, state FROM condition_timers
+        r#"SELECT condition_version, state FROM condition_timers
            WHERE tenant_id = $1 AND trigger_id = $2 AND group_key = $3 FOR UPDATE"#,
         tenant.0,
         trigger.0,
@@ -54,7 +54,7 @@ pub async fn lock(
     )
     .fetch_one(&mut *conn)
     .await?;
-    if row.trigger_version != version {
+    if row.condition_version != version {
         return Ok(None);
     }
     Ok(serde_json::from_value(row.state).ok())
@@ -71,7 +71,7 @@ pub async fn put(
     due_at: Option<DateTime<Utc>>,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        r#"UPDATE condition_timers SET trigger_version = $4, state = $5, due_at = $6, updated_at = now()
+        r#"UPDATE condition_timers SET condition_version = $4, state = $5, due_at = $6, updated_at = now()
            WHERE tenant_id = $1 AND trigger_id = $2 AND group_key = $3"#,
         tenant.0,
         trigger.0,
@@ -110,7 +110,7 @@ pub async fn put_many(conn: &mut PgConnection, writes: &[TimerWrite]) -> sqlx::R
     let due: Vec<Option<DateTime<Utc>>> = writes.iter().map(|w| w.due_at).collect();
     sqlx::query!(
         r#"UPDATE condition_timers AS t
-           SET trigger_version = u.version, state = u.state, due_at = u.due_at, updated_at = now()
+           SET condition_version = u.version, state = u.state, due_at = u.due_at, updated_at = now()
            FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::jsonb[], $6::timestamptz[])
                 AS u(tenant_id, trigger_id, group_key, version, state, due_at)
            WHERE t.tenant_id = u.tenant_id AND t.trigger_id = u.trigger_id
@@ -196,7 +196,7 @@ pub async fn due(
     limit: i64,
 ) -> sqlx::Result<Vec<DueTimer>> {
     let rows = sqlx::query!(
-        r#"SELECT tenant_id, trigger_id, trigger_version, group_key, group_values, state,
+        r#"SELECT tenant_id, trigger_id, condition_version, group_key, group_values, state,
                   due_at AS "due_at!"
            FROM condition_timers
            WHERE due_at <= $1
@@ -213,7 +213,7 @@ pub async fn due(
         .map(|r| DueTimer {
             tenant: TenantId(r.tenant_id),
             trigger: TriggerId(r.trigger_id),
-            trigger_version: r.trigger_version,
+            condition_version: r.condition_version,
             group_key: r.group_key,
             group_values: r.group_values,
             state: serde_json::from_value(r.state).ok(),

@@ -13,6 +13,7 @@ pub struct MatchableTrigger {
     pub id: TriggerId,
     pub name: String,
     pub version: i64,
+    pub condition_version: i64,
     pub pattern: Value,
     pub condition: Value,
     pub cooldown_seconds: Option<i64>,
@@ -22,7 +23,7 @@ pub struct MatchableTrigger {
 /// Every enabled trigger of `tenant`.
 pub async fn enabled(pool: &PgPool, tenant: TenantId) -> sqlx::Result<Vec<MatchableTrigger>> {
     let rows = sqlx::query!(
-        r#"SELECT id AS "id: TriggerId", name, version, pattern, condition, cooldown_seconds,
+        r#"SELECT id AS "id: TriggerId", name, version, condition_version, pattern, condition, cooldown_seconds,
                   actions AS "actions: Json<Vec<Action>>"
            FROM triggers WHERE tenant_id = $1 AND enabled ORDER BY id"#,
         tenant.as_uuid()
@@ -35,6 +36,7 @@ pub async fn enabled(pool: &PgPool, tenant: TenantId) -> sqlx::Result<Vec<Matcha
             id: r.id,
             name: r.name,
             version: r.version,
+            condition_version: r.condition_version,
             pattern: r.pattern,
             condition: r.condition,
             cooldown_seconds: r.cooldown_seconds,

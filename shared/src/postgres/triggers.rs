@@ -265,8 +265,8 @@ pub async fn replace(
     let mut tx = pool.begin().await?;
     lock_tenant(&mut tx, tenant).await?;
     let current = sqlx::query!(
-        r#"SELECT version, actions AS "actions: Json<Vec<Action>>" FROM triggers
-           WHERE tenant_id = $1 AND id = $2 FOR UPDATE"#,
+        r#"SELECT version, actions AS "actions: Json<Vec<Action>>", pattern, condition, enabled
+           FROM triggers WHERE tenant_id = $1 AND id = $2 FOR UPDATE"#,
         tenant.as_uuid(),
         id.0
     )
@@ -281,11 +281,18 @@ pub async fn replace(
     }
     check_cost(&mut tx, tenant, Some(id), spec, budget).await?;
     let actions = assign_action_ids(&spec.actions, &current.actions.0);
+    // What decides which events the condition's state has seen: when it changes, the state
+    // starts afresh (a new condition version); a rename, a cooldown or an action does not.
+    let condition = serde_json::to_value(&spec.condition).map_err(sqlx::Error::decode)?;
+    let resets = current.pattern != *spec.pattern.as_value()
+        || current.condition != condition
+        || current.enabled != spec.enabled;
     let row = sqlx::query_as!(
         Row,
         r#"UPDATE triggers
            SET name = $3, description = $4, enabled = $5, pattern = $6, condition = $7,
-               cooldown_seconds = $8, actions = $9, version = version + 1, updated_at = now()
+               cooldown_seconds = $8, actions = $9, version = version + 1, updated_at = now(),
+               condition_version = CASE WHEN $10 THEN version + 1 ELSE condition_version END
            WHERE tenant_id = $1 AND id = $2
            RETURNING id, tenant_id, name, description, enabled, pattern,
                      condition AS "condition: Json<Condition>", cooldown_seconds,
@@ -299,11 +306,14 @@ pub async fn replace(
         Json(&spec.condition) as _,
         cooldown_seconds(spec),
         Json(&actions) as _,
+        resets,
     )
     .fetch_one(&mut *tx)
     .await?;
-    // The new version starts its conditions afresh: pending deadlines of the old one go.
-    super::timers::forget_trigger(&mut tx, tenant, id).await?;
+    // A new condition version starts afresh: pending deadlines of the old one go.
+    if resets {
+        super::timers::forget_trigger(&mut tx, tenant, id).await?;
+    }
     bump_revision(&mut tx, tenant).await?;
     tx.commit().await?;
     Ok(row.into())

@@ -49,6 +49,7 @@ fn compiled(condition: Value, cooldown: Option<Duration>) -> CompiledTrigger {
         id: TriggerId::new(),
         name: "Payments failing".into(),
         version: 1,
+        condition_version: 1,
         condition: serde_json::from_value(condition).expect("valid"),
         cooldown,
         actions: Vec::new(),

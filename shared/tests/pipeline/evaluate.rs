@@ -617,7 +617,9 @@ async fn three_failed_payments_of_one_customer_within_an_hour_fire_once_each_tim
 }
 
 #[sqlx::test(migrator = "triggeriq::MIGRATOR")]
-async fn a_threshold_updated_mid_window_counts_afresh_from_the_update(pool: PgPool) {
+async fn a_threshold_keeps_its_window_through_an_action_change_and_restarts_with_a_new_condition(
+    pool: PgPool,
+) {
     let stack = Stack::new(pool.clone()).await;
     let t = stack.tenant().await;
     let trigger = stack.trigger(t, three_in_an_hour()).await;
@@ -633,6 +635,7 @@ async fn a_threshold_updated_mid_window_counts_afresh_from_the_update(pool: PgPo
             ("a3", "A", 2),
             ("a4", "A", 3),
             ("a5", "A", 4),
+            ("a6", "A", 5),
         ]),
     )
     .await;
@@ -641,49 +644,63 @@ async fn a_threshold_updated_mid_window_counts_afresh_from_the_update(pool: PgPo
         let message = message_of(&stack, m).await;
         by_id.insert(message.event.id.as_str().to_owned(), message);
     }
+    let limits = TriggerLimits::default();
+    let replace = |body: Value, version: i64| {
+        let pool = pool.clone();
+        let limits = limits.clone();
+        async move {
+            let parsed = TriggerBody::parse(&body, BodyKind::Replace, &limits).unwrap();
+            triggers::replace(
+                &pool,
+                t,
+                trigger.id,
+                &parsed.spec,
+                version,
+                (&limits).into(),
+            )
+            .await
+            .unwrap()
+        }
+    };
     for id in ["a1", "a2"] {
         let done = evaluator.evaluate(&by_id[id]).await.unwrap();
         assert!(done.fired.is_empty() && done.in_progress == vec![trigger.id]);
     }
-    // The tenant changes the trigger mid-window (docs/conditions.md: an update resets it).
-    let limits = TriggerLimits::default();
+    // A rename and a new webhook (as when deliver-webhooks disables an action after a 410):
+    // a new version, the same condition version, the same window.
     let mut body = three_in_an_hour();
     body["name"] = json!("Payments failing, renamed");
-    let parsed = TriggerBody::parse(&body, BodyKind::Replace, &limits).unwrap();
-    triggers::replace(
-        &pool,
-        t,
-        trigger.id,
-        &parsed.spec,
-        trigger.version,
-        (&limits).into(),
-    )
-    .await
-    .unwrap();
-    let third = evaluator.evaluate(&by_id["a3"]).await.unwrap();
-    assert!(
-        third.fired.is_empty(),
-        "a1 and a2 counted for the old version"
+    body["actions"] = json!([{"url": "https://hooks.example.com/b"}]);
+    let renamed = replace(body.clone(), trigger.version).await;
+    assert_eq!(
+        evaluator.evaluate(&by_id["a3"]).await.unwrap().fired.len(),
+        1,
+        "a1, a2 and a3 within the hour"
     );
-    assert!(
-        evaluator
-            .evaluate(&by_id["a4"])
-            .await
-            .unwrap()
-            .fired
-            .is_empty()
+    // A new condition starts afresh.
+    body["condition"]["within"] = json!("2h");
+    replace(body, renamed.version).await;
+    for id in ["a4", "a5"] {
+        assert!(
+            evaluator
+                .evaluate(&by_id[id])
+                .await
+                .unwrap()
+                .fired
+                .is_empty()
+        );
+    }
+    assert_eq!(
+        evaluator.evaluate(&by_id["a6"]).await.unwrap().fired.len(),
+        1,
+        "the third since the condition changed"
     );
-    let fifth = evaluator.evaluate(&by_id["a5"]).await.unwrap();
-    assert_eq!(fifth.fired.len(), 1, "the third since the update");
     let fired = firings::list(&pool, t, &Default::default(), 10)
         .await
         .unwrap();
-    assert_eq!(
-        fired[0].reasons["event_ids"],
-        json!(["a3", "a4", "a5"]),
-        "{}",
-        fired[0].reasons
-    );
+    let spans: Vec<&Value> = fired.iter().map(|f| &f.reasons["event_ids"]).collect();
+    assert!(spans.contains(&&json!(["a1", "a2", "a3"])), "{spans:?}");
+    assert!(spans.contains(&&json!(["a4", "a5", "a6"])), "{spans:?}");
 }
 
 #[sqlx::test(migrator = "triggeriq::MIGRATOR")]
