@@ -59,6 +59,20 @@ pub const MAX_EXPANDED_VALUES: usize = 16_384;
 /// `docs/patterns.md`, "Limits and costs").
 pub const DEFAULT_MATCH_STEPS: u64 = 10_000_000;
 
+/// The operators a pattern's conditions may use (beside plain values and `$or`): the one
+/// list validation names in its messages and the model's guide for drafting a trigger
+/// (`crate::ai::draft`) teaches, so neither can name an operator the matcher does not know.
+pub const OPERATORS: &[&str] = &[
+    "prefix",
+    "suffix",
+    "equals-ignore-case",
+    "wildcard",
+    "anything-but",
+    "numeric",
+    "cidr",
+    "exists",
+];
+
 /// Deepest nesting of arrays and objects accepted in an event: the same limit
 /// serde_json applies, so the reference interpreter and [`PatternSet`]
 /// accept and refuse the same events.

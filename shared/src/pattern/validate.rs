@@ -436,8 +436,10 @@ fn validate_leaf<'a>(v: &mut Validator<'a>, items: &'a [Value]) -> Option<Matche
     ok.then(|| out.into())
 }
 
-const OPERATORS: &str =
-    "prefix, suffix, equals-ignore-case, wildcard, anything-but, numeric, cidr, exists";
+/// [`super::OPERATORS`] as a message lists them.
+fn operators() -> String {
+    super::OPERATORS.join(", ")
+}
 
 /// The one key and value of an operator object, or `None` when it has more
 /// or fewer.
@@ -452,7 +454,8 @@ fn only_entry(map: &Map<String, Value>) -> Option<(&String, &Value)> {
 fn validate_operator<'a>(v: &mut Validator<'a>, map: &'a Map<String, Value>) -> Option<Matcher> {
     let Some((op, arg)) = only_entry(map) else {
         v.err(format!(
-            "an operator object needs exactly one operator ({OPERATORS}), found {} keys",
+            "an operator object needs exactly one operator ({}), found {} keys",
+            operators(),
             map.len()
         ));
         return None;
@@ -532,15 +535,19 @@ fn validate_operator<'a>(v: &mut Validator<'a>, map: &'a Map<String, Value>) -> 
             }
         },
         other => {
-            let hint = if OPERATORS.split(", ").any(|o| o.eq_ignore_ascii_case(other)) {
+            let hint = if super::OPERATORS
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(other))
+            {
                 " (operator names are lowercase)"
             } else {
                 ""
             };
             v.path.pop();
             v.err(format!(
-                "{} is not an operator{hint}; use one of {OPERATORS}",
-                serde_json::to_string(other).unwrap_or_default()
+                "{} is not an operator{hint}; use one of {}",
+                serde_json::to_string(other).unwrap_or_default(),
+                operators()
             ));
             return None;
         }
