@@ -1,7 +1,9 @@
-//! Amazon Bedrock: the model that answers AI checks ([`crate::ai`]), through the runtime's
-//! Converse API.
+//! Amazon Bedrock: the model that answers AI checks ([`crate::ai`]) and drafts triggers
+//! (`crate::pipeline::draft`), through the runtime's Converse API.
 //!
-//! One Converse call per judgement: the [`JudgeRequest`]'s system prompt, its user message
+//! Both force one tool ([`Converse::converse_tool`], the one place a request is built): the
+//! model answers only through the tool's structured input, which the caller reads. One
+//! Converse call per judgement: the [`JudgeRequest`]'s system prompt, its user message
 //! (the delimited event data), the verdict tool as the only tool and a tool choice that forces
 //! it, at temperature 0. The model has nothing else it could call and no way to answer but the
 //! tool's structured input, which is read into a [`Verdict`] or found [`Malformed`]; what to do
@@ -30,8 +32,8 @@ use crate::ai::{
 };
 use crate::aws::Lazy;
 
-/// Most tokens the model may answer with: a tool call with a 300-character reason takes about
-/// 150; the margin lets a verbose model finish its call rather than be cut off mid-input.
+/// Most tokens a verdict may take: a tool call with a 300-character reason takes about 150; the
+/// margin lets a verbose model finish its call rather than be cut off mid-input.
 pub const MAX_TOKENS: i32 = 400;
 
 /// Tokens a call used, as Bedrock counts (and bills) them.
@@ -67,16 +69,171 @@ impl BedrockError {
     }
 }
 
+/// One turn of a conversation sent to the model, as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    pub role: Role,
+    pub text: String,
+}
+
+impl Turn {
+    /// A user turn.
+    pub fn user(text: impl Into<String>) -> Self {
+        Self {
+            role: Role::User,
+            text: text.into(),
+        }
+    }
+}
+
+/// Who speaks in a [`Turn`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+/// A Converse call that forces one tool: the system prompt, the conversation (ending with a
+/// user turn), the only tool the model is given, with its description and input schema, and
+/// how many tokens the answer may take. Temperature 0: the same request should get the same
+/// kind of answer.
+#[derive(Debug, Clone, Copy)]
+pub struct ToolCall<'a> {
+    pub system: &'a str,
+    pub messages: &'a [Turn],
+    pub tool: &'a str,
+    pub description: &'a str,
+    pub schema: &'a Value,
+    pub max_tokens: i32,
+}
+
+/// What the model did with a [`ToolCall`]: the inputs of its calls of the tool, in order,
+/// and what else it did; and what the call cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolReply {
+    /// The input of each call of the forced tool, in the order of the answer.
+    pub inputs: Vec<Value>,
+    /// The first other tool the model called (cut to 64 characters), if any.
+    pub other_tool: Option<String>,
+    /// Whether the answer held a message at all.
+    pub message: bool,
+    /// Whether the message held text.
+    pub text: bool,
+    /// Bedrock's stop reason (`tool_use`, `end_turn`, `max_tokens`, …).
+    pub stop_reason: String,
+    pub usage: Usage,
+}
+
+/// Why a [`ToolReply`] holds no input the caller accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Missed<E> {
+    /// The first call's input, refused by the caller's reader.
+    Input(E),
+    /// The model called another tool (never given to it) and not this one.
+    OtherTool(String),
+    /// The model called no tool: it answered in text, or stopped early (the stop reason says).
+    NoCall(String),
+}
+
+impl ToolReply {
+    /// The first input `read` accepts; otherwise why there is none: the first call's refused
+    /// input, else the other tool the model called, else what it did instead.
+    pub fn first<T, E>(&self, read: impl Fn(&Value) -> Result<T, E>) -> Result<T, Missed<E>> {
+        let mut refused = None;
+        for input in &self.inputs {
+            match read(input) {
+                Ok(value) => return Ok(value),
+                Err(e) => {
+                    refused.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = refused {
+            return Err(Missed::Input(e));
+        }
+        if let Some(other) = &self.other_tool {
+            return Err(Missed::OtherTool(other.clone()));
+        }
+        let stop = &self.stop_reason;
+        Err(Missed::NoCall(if !self.message {
+            format!("no message; stop reason {stop}")
+        } else if self.text {
+            format!("a text answer; stop reason {stop}")
+        } else {
+            format!("no tool call; stop reason {stop}")
+        }))
+    }
+}
+
+/// Bedrock's Converse API with one forced tool: what AI checks ([`Judge`]) and trigger
+/// drafts (`crate::pipeline::draft`) share, so that the request is built in one place.
+/// Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Converse {
+    client: Lazy<aws_sdk_bedrockruntime::Client>,
+}
+
+impl Converse {
+    pub fn new(client: impl Into<Lazy<aws_sdk_bedrockruntime::Client>>) -> Self {
+        Self {
+            client: client.into(),
+        }
+    }
+
+    /// Sends `call` to `model` (a model id, inference profile id or ARN) in one Converse call:
+    /// the tool as the only tool and a tool choice that forces it, so the model has no way to
+    /// answer but the tool's structured input.
+    #[tracing::instrument(skip_all, fields(model = model, tool = call.tool))]
+    pub async fn converse_tool(
+        &self,
+        model: &str,
+        call: &ToolCall<'_>,
+    ) -> Result<ToolReply, BedrockError> {
+        let messages = call
+            .messages
+            .iter()
+            .map(|turn| {
+                let role = match turn.role {
+                    Role::User => ConversationRole::User,
+                    Role::Assistant => ConversationRole::Assistant,
+                };
+                Message::builder()
+                    .role(role)
+                    .content(ContentBlock::Text(turn.text.clone()))
+                    .build()
+                    .map_err(|e| not_built("a message", &e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let output = self
+            .client
+            .converse()
+            .model_id(model)
+            .system(SystemContentBlock::Text(call.system.to_owned()))
+            .set_messages(Some(messages))
+            .tool_config(tool_config(call.tool, call.description, call.schema)?)
+            .inference_config(
+                InferenceConfiguration::builder()
+                    .max_tokens(call.max_tokens)
+                    .temperature(0.0)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(read_reply(&output, call.tool))
+    }
+}
+
 /// Asks a Bedrock model AI checks' questions; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Judge {
-    client: Lazy<aws_sdk_bedrockruntime::Client>,
+    converse: Converse,
 }
 
 impl Judge {
     pub fn new(client: impl Into<Lazy<aws_sdk_bedrockruntime::Client>>) -> Self {
         Self {
-            client: client.into(),
+            converse: Converse::new(client),
         }
     }
 
@@ -84,44 +241,50 @@ impl Judge {
     /// call and reads the verdict from its answer.
     #[tracing::instrument(skip_all, fields(model = model))]
     pub async fn judge(&self, model: &str, request: &JudgeRequest) -> Result<Answer, BedrockError> {
-        let message = Message::builder()
-            .role(ConversationRole::User)
-            .content(ContentBlock::Text(request.data.clone()))
-            .build()
-            .map_err(|e| not_built("the user message", &e))?;
-        let output = self
-            .client
-            .converse()
-            .model_id(model)
-            .system(SystemContentBlock::Text(request.system.clone()))
-            .messages(message)
-            .tool_config(verdict_tool_config()?)
-            .inference_config(
-                InferenceConfiguration::builder()
-                    .max_tokens(MAX_TOKENS)
-                    .temperature(0.0)
-                    .build(),
+        let messages = [Turn::user(request.data.clone())];
+        let schema = verdict_tool_schema();
+        let reply = self
+            .converse
+            .converse_tool(
+                model,
+                &ToolCall {
+                    system: &request.system,
+                    messages: &messages,
+                    tool: VERDICT_TOOL,
+                    description: VERDICT_TOOL_DESCRIPTION,
+                    schema: &schema,
+                    max_tokens: MAX_TOKENS,
+                },
             )
-            .send()
-            .await
-            .map_err(|e| classify(&e))?;
+            .await?;
+        let verdict = reply
+            .first(Verdict::from_tool_input)
+            .map_err(|missed| match missed {
+                Missed::Input(malformed) => malformed,
+                Missed::OtherTool(name) => Malformed::OtherTool(name),
+                Missed::NoCall(what) => Malformed::NoVerdict(what),
+            });
         Ok(Answer {
-            verdict: read_verdict(&output),
-            usage: usage(&output),
+            verdict,
+            usage: reply.usage,
         })
     }
 }
 
-/// The verdict tool as the only tool, and the choice that forces the model to call it.
-fn verdict_tool_config() -> Result<ToolConfiguration, BedrockError> {
+/// `tool` as the only tool, and the choice that forces the model to call it.
+fn tool_config(
+    tool: &str,
+    description: &str,
+    schema: &Value,
+) -> Result<ToolConfiguration, BedrockError> {
     let spec = ToolSpecification::builder()
-        .name(VERDICT_TOOL)
-        .description(VERDICT_TOOL_DESCRIPTION)
-        .input_schema(ToolInputSchema::Json(to_document(&verdict_tool_schema())))
+        .name(tool)
+        .description(description)
+        .input_schema(ToolInputSchema::Json(to_document(schema)))
         .build()
-        .map_err(|e| not_built("the verdict tool", &e))?;
+        .map_err(|e| not_built("the tool", &e))?;
     let choice = SpecificToolChoice::builder()
-        .name(VERDICT_TOOL)
+        .name(tool)
         .build()
         .map_err(|e| not_built("the tool choice", &e))?;
     ToolConfiguration::builder()
@@ -137,45 +300,35 @@ fn not_built(what: &str, e: &aws_smithy_types::error::operation::BuildError) -> 
     BedrockError::Permanent(format!("{what} could not be built: {e}"))
 }
 
-/// The first call of the verdict tool whose input is a verdict; otherwise why there is none:
-/// the first verdict call's bad input, else the other tool the model called, else what it
-/// did instead (text, or stopping early).
-fn read_verdict(output: &ConverseOutput) -> Result<Verdict, Malformed> {
-    let stop = output.stop_reason().as_str();
-    let Some(Output::Message(message)) = output.output() else {
-        return Err(Malformed::NoVerdict(format!(
-            "no message; stop reason {stop}"
-        )));
+/// The answer's calls of `tool`, the first other tool it called, whether it held text.
+fn read_reply(output: &ConverseOutput, tool: &str) -> ToolReply {
+    let mut reply = ToolReply {
+        inputs: Vec::new(),
+        other_tool: None,
+        message: false,
+        text: false,
+        stop_reason: output.stop_reason().as_str().to_owned(),
+        usage: usage(output),
     };
-    let mut bad_input = None;
-    let mut other_tool = None;
-    let mut text = false;
+    let Some(Output::Message(message)) = output.output() else {
+        return reply;
+    };
+    reply.message = true;
     for block in message.content() {
         match block {
-            ContentBlock::ToolUse(call) if call.name() == VERDICT_TOOL => {
-                match Verdict::from_tool_input(&to_json(call.input())) {
-                    Ok(verdict) => return Ok(verdict),
-                    Err(e) => {
-                        bad_input.get_or_insert(e);
-                    }
-                }
+            ContentBlock::ToolUse(call) if call.name() == tool => {
+                reply.inputs.push(to_json(call.input()));
             }
             ContentBlock::ToolUse(call) => {
-                other_tool.get_or_insert_with(|| call.name().chars().take(64).collect());
+                reply
+                    .other_tool
+                    .get_or_insert_with(|| call.name().chars().take(64).collect());
             }
-            ContentBlock::Text(_) => text = true,
+            ContentBlock::Text(_) => reply.text = true,
             _ => {}
         }
     }
-    Err(bad_input
-        .or(other_tool.map(Malformed::OtherTool))
-        .unwrap_or_else(|| {
-            Malformed::NoVerdict(if text {
-                format!("a text answer; stop reason {stop}")
-            } else {
-                format!("no tool call; stop reason {stop}")
-            })
-        }))
+    reply
 }
 
 fn usage(output: &ConverseOutput) -> Usage {
@@ -315,7 +468,12 @@ mod tests {
 
     #[test]
     fn the_tool_configuration_offers_only_the_verdict_tool_and_forces_it() {
-        let config = verdict_tool_config().expect("builds");
+        let config = tool_config(
+            VERDICT_TOOL,
+            VERDICT_TOOL_DESCRIPTION,
+            &verdict_tool_schema(),
+        )
+        .expect("builds");
         assert_eq!(config.tools().len(), 1);
         let Some(Tool::ToolSpec(spec)) = config.tools().first() else {
             panic!("a tool spec: {config:?}");
