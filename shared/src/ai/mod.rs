@@ -13,7 +13,12 @@
 //! as delimited, size-capped data in the user message; `docs/ai.md`), the one tool the model
 //! may call and the check of its answer ([`verdict_tool_schema`], [`Verdict`]), and the key
 //! a verdict is cached under ([`cache_key`]). The call itself is an adapter's (`bedrock`).
+//!
+//! [`draft`] is the other use of the model: a trigger drafted from a sentence
+//! (`POST /v1/triggers/draft`), its prompt built from the code's own lists of condition kinds
+//! and pattern operators.
 
+pub mod draft;
 pub mod request;
 pub mod verdict;
 

@@ -78,7 +78,9 @@ pub enum Condition {
 }
 
 impl Condition {
-    const KINDS: &'static [&'static str] =
+    /// Every condition kind, as `kind` names it: the list an unknown kind's problem offers
+    /// and the model's guide for drafting a trigger (`crate::ai::draft`) teaches.
+    pub const KINDS: &'static [&'static str] =
         &["every", "threshold", "sequence", "debounce", "absence"];
 
     /// Reads a condition from a request body at `path`, reporting every problem.
@@ -313,6 +315,11 @@ impl Span {
 
     /// No time at all (an absence's default `grace`).
     pub const ZERO: Span = Span(Duration::ZERO);
+
+    /// `duration` as a span, to be written as text ([`Span::to_text`]): a limit in a message.
+    pub fn from_duration(duration: Duration) -> Self {
+        Self(duration)
+    }
 
     pub fn as_chrono(self) -> chrono::Duration {
         chrono::Duration::milliseconds(self.as_millis())

@@ -175,8 +175,32 @@ pub fn read_events<S: AsRef<str>>(
 /// `time` is required: ingest takes the receipt time for an event without one, and a trial
 /// has no receipt.
 pub fn read_event(raw: &str, at: &str, limits: &EventLimits) -> Result<Event, Vec<FieldError>> {
+    read_one(raw, at, limits, None)
+}
+
+/// Reads one event from its JSON text exactly as ingest reads one, `now` standing for the
+/// time of an event without one: for events whose pattern alone is matched (the example
+/// events of a trigger draft), where no clock reads the time.
+pub fn read_event_as_ingest(
+    raw: &str,
+    at: &str,
+    limits: &EventLimits,
+    now: DateTime<Utc>,
+) -> Result<Event, Vec<FieldError>> {
+    read_one(raw, at, limits, Some(now))
+}
+
+/// [`read_event`] when `now` is `None` (the time is required), else
+/// [`read_event_as_ingest`].
+fn read_one(
+    raw: &str,
+    at: &str,
+    limits: &EventLimits,
+    now: Option<DateTime<Utc>>,
+) -> Result<Event, Vec<FieldError>> {
     let mut errors = Vec::new();
-    if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(raw)
+    if now.is_none()
+        && let Ok(Value::Object(map)) = serde_json::from_str::<Value>(raw)
         && map.get("time").is_none_or(Value::is_null)
     {
         errors.push(FieldError::new(
@@ -185,8 +209,10 @@ pub fn read_event(raw: &str, at: &str, limits: &EventLimits) -> Result<Event, Ve
         ));
     }
     let under = |e: FieldError| FieldError::new(json::reroot(at, &e.path), e.message);
-    // Ingest's `now` stands for the time of an event without one, which is refused above.
-    match IngestBody::parse(raw.as_bytes(), limits, DateTime::<Utc>::UNIX_EPOCH) {
+    // Without `now`, ingest's stands for the time of an event without one, which is refused
+    // above.
+    let now = now.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+    match IngestBody::parse(raw.as_bytes(), limits, now) {
         Ok(body) if !body.batch => {
             for item in body.items {
                 match item.parsed {
