@@ -409,6 +409,51 @@ fn only_the_functions_that_sign_or_show_secrets_use_the_signing_key_and_only_mak
 }
 
 #[test]
+fn only_draft_trigger_may_invoke_a_model_and_only_the_configured_one() {
+    let template = repo_template();
+    let Some(resources) = template.get("Resources").and_then(Value::as_mapping) else {
+        panic!("no Resources");
+    };
+    let mut found: Vec<(String, Vec<String>, String)> = Vec::new();
+    for (name, resource) in resources {
+        let statements = resource
+            .get("Properties")
+            .and_then(|p| p.get("Policies"))
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .filter_map(|policy| policy.get("Statement").and_then(Value::as_sequence))
+            .flatten();
+        for statement in statements {
+            let actions = one_or_many(statement.get("Action"));
+            if !actions
+                .iter()
+                .any(|a| a.starts_with("bedrock:") || a == "*")
+            {
+                continue;
+            }
+            let resource = match statement.get("Resource") {
+                Some(Value::Tagged(t)) if t.tag == "Sub" => {
+                    format!("!Sub {}", t.value.as_str().unwrap_or("?"))
+                }
+                other => format!("{other:?}"),
+            };
+            found.push((name.as_str().unwrap_or("?").to_owned(), actions, resource));
+        }
+    }
+    assert_eq!(
+        found,
+        [(
+            "DraftTriggerFunction".to_owned(),
+            vec!["bedrock:InvokeModel".to_owned()],
+            "!Sub arn:${AWS::Partition}:bedrock:${AWS::Region}::foundation-model/${BedrockModelId}"
+                .to_owned()
+        )],
+        "Bedrock is for draft-trigger, on the configured model only"
+    );
+}
+
+#[test]
 fn the_user_pool_lets_only_administrators_set_a_users_tenant() {
     let template = repo_template();
     let resource = |name: &str| {

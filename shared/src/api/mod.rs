@@ -4,6 +4,8 @@
 
 #[cfg(all(feature = "postgres", feature = "aws"))]
 pub mod deliveries;
+#[cfg(feature = "aws")]
+pub mod drafts;
 #[cfg(feature = "postgres")]
 pub mod events;
 #[cfg(feature = "postgres")]
@@ -75,6 +77,17 @@ pub enum ApiError {
     PreconditionRequired(String),
     #[error("limit reached: {0}")]
     LimitReached(String),
+    /// The tenant's AI tokens for today are used up (drafts, AI checks).
+    #[error("AI budget exhausted")]
+    AiBudgetExhausted { retry_after_seconds: u64 },
+    /// The model could not produce a valid trigger, even after one correction; `errors` are
+    /// the problems of its last draft.
+    #[error("the model's draft is not valid")]
+    DraftInvalid(Vec<FieldError>),
+    /// A service the route depends on refused the request for a reason of the deployment's
+    /// (the model's settings or permissions), not the caller's.
+    #[error("bad gateway: {0}")]
+    BadGateway(String),
     #[error("not authenticated")]
     Unauthorized,
     /// A valid key without the scope the route needs.
@@ -146,6 +159,29 @@ impl ApiError {
                 Problem::new(503, "unavailable", "Service unavailable")
                     .with_detail(detail.clone())
                     .with_errors(errors.clone())
+            }
+            ApiError::AiBudgetExhausted {
+                retry_after_seconds,
+            } => Problem::new(429, "ai-budget-exhausted", "AI budget exhausted").with_detail(
+                format!(
+                    "This tenant has used its AI tokens for today (UTC); the budget starts \
+                     afresh in {retry_after_seconds} s."
+                ),
+            ),
+            ApiError::DraftInvalid(errors) => Problem::new(
+                422,
+                "draft-invalid",
+                "The model could not draft a valid trigger",
+            )
+            .with_detail(format!(
+                "The model could not produce a valid trigger for this text, even after being \
+                 told its draft's problems once ({}). Rephrase the text, or give example \
+                 events, and try again.",
+                summary(errors)
+            ))
+            .with_errors(errors.clone()),
+            ApiError::BadGateway(detail) => {
+                Problem::new(502, "bad-gateway", "Bad gateway").with_detail(detail.clone())
             }
             ApiError::UnsupportedMediaType(got) => {
                 Problem::new(415, "unsupported-media-type", "Unsupported content type").with_detail(
@@ -462,6 +498,9 @@ pub fn problem_response(err: &ApiError, info: &RequestInfo) -> Response<Body> {
     let body = serde_json::to_string(&problem).unwrap_or_else(|_| String::from("{}"));
     let mut response = with_content_type(status, Body::Text(body), "application/problem+json");
     if let ApiError::TooManyRequests {
+        retry_after_seconds,
+    }
+    | ApiError::AiBudgetExhausted {
         retry_after_seconds,
     }
     | ApiError::Unavailable {

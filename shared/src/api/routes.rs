@@ -6,7 +6,8 @@
 //!
 //! Scope by route: `ingest` sends events; `read` reads (and tests patterns and triggers, which
 //! read and store nothing but cost CPU like a read); `admin` changes what the tenant's triggers
-//! do and where its webhooks go, and sees or replaces the signing secret.
+//! do and where its webhooks go, sees or replaces the signing secret, and drafts triggers with a
+//! model (which spends the tenant's AI budget).
 
 use crate::pipeline::throttle::RouteClass;
 use crate::tenant::Scope;
@@ -49,6 +50,8 @@ pub const ROUTES: &[Route] = &[
     route("POST /v1/triggers", "create-trigger", Scope::Admin),
     route("PUT /v1/triggers/{id}", "update-trigger", Scope::Admin),
     route("DELETE /v1/triggers/{id}", "delete-trigger", Scope::Admin),
+    // Admin, not read: a draft spends the tenant's AI budget (docs/security.md).
+    route("POST /v1/triggers/draft", "draft-trigger", Scope::Admin),
     route(
         "POST /v1/deliveries/{id}/retry",
         "retry-delivery",

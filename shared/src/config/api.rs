@@ -128,3 +128,37 @@ fn route_rate(class: &str, default: RouteRate) -> Result<RouteRate, ConfigError>
     }
     Ok(RouteRate { per_second, burst })
 }
+
+/// The model a deployment drafts triggers with when `BEDROCK_MODEL_ID` is unset: low-cost,
+/// on demand, and able to call a forced tool (docs/ai.md: Claude 3 and later, Amazon Nova).
+pub const DEFAULT_BEDROCK_MODEL_ID: &str = "anthropic.claude-3-5-haiku-20241022-v1:0";
+/// A tenant's AI tokens per UTC day when `AI_TOKENS_PER_DAY` is unset: about a hundred drafts.
+pub const DEFAULT_AI_TOKENS_PER_DAY: u64 = 200_000;
+
+/// Settings of draft-trigger (`POST /v1/triggers/draft`), beside [`ApiConfig`]'s limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DraftConfig {
+    /// `TABLE_NAME`: the request buckets and the tenants' token budgets.
+    pub table_name: String,
+    /// `BEDROCK_MODEL_ID` (the template's `BedrockModelId`): a model id, inference profile id
+    /// or ARN; the function's role may invoke this model and no other.
+    pub model_id: String,
+    /// `AI_TOKENS_PER_DAY` (200,000): a tenant's input and output tokens per UTC day, for
+    /// drafts (and AI checks, which share the budget).
+    pub tokens_per_day: u64,
+}
+
+impl DraftConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let model_id = env_or("BEDROCK_MODEL_ID", DEFAULT_BEDROCK_MODEL_ID.to_owned())?;
+        crate::ai::check_model_id(&model_id).map_err(|reason| ConfigError {
+            name: "BEDROCK_MODEL_ID".into(),
+            reason: format!("{model_id:?} {reason}"),
+        })?;
+        Ok(Self {
+            table_name: super::env_required("TABLE_NAME")?,
+            model_id,
+            tokens_per_day: env_or("AI_TOKENS_PER_DAY", DEFAULT_AI_TOKENS_PER_DAY)?,
+        })
+    }
+}

@@ -16,7 +16,7 @@ use std::str::FromStr;
 
 use crate::webhook::{AddressPolicy, TargetPolicy};
 
-pub use api::{ApiConfig, RouteRate, ThrottleConfig};
+pub use api::{ApiConfig, DraftConfig, RouteRate, ThrottleConfig};
 pub use database::DbConfig;
 pub use pipeline::{
     DeliverConfig, EvaluateConfig, IngestConfig, RecordConfig, RetryDeliveryConfig, SigningConfig,

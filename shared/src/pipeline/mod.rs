@@ -12,6 +12,7 @@
 //! - [`trigger_cache`]: a tenant's compiled triggers and the per-container cache.
 //! - [`outbox`]: putting deliveries on their queue.
 //! - [`throttle`]: the per-tenant request limits of the routes other than ingest.
+//! - [`draft`]: a trigger drafted by a model from a sentence (`POST /v1/triggers/draft`).
 
 pub mod messages;
 
@@ -19,6 +20,8 @@ pub mod messages;
 pub mod conditions;
 #[cfg(all(feature = "aws", feature = "webhook-client"))]
 pub mod deliver;
+#[cfg(feature = "aws")]
+pub mod draft;
 #[cfg(all(feature = "postgres", feature = "aws"))]
 pub mod evaluate;
 #[cfg(all(feature = "postgres", feature = "aws"))]

@@ -56,6 +56,7 @@ fn the_route_table_gives_each_route_the_scope_the_design_says() {
         ("POST /v1/triggers", Scope::Admin),
         ("PUT /v1/triggers/{id}", Scope::Admin),
         ("DELETE /v1/triggers/{id}", Scope::Admin),
+        ("POST /v1/triggers/draft", Scope::Admin),
         ("POST /v1/deliveries/{id}/retry", Scope::Admin),
         ("POST /v1/signing-secret/rotate", Scope::Admin),
         ("GET /v1/signing-secret", Scope::Admin),

@@ -1,14 +1,17 @@
 //! One rule for reading JSON, on every route that takes a body: the same hostile input gets
-//! the same answer from the trigger routes, the pattern and trigger tests and ingest (400 for
+//! the same answer from the trigger routes, the pattern and trigger tests, the trigger draft
+//! and ingest (400 for
 //! text that is not JSON; 422 with the path for a key twice, U+0000, a number beyond a double,
 //! nesting too deep).
 
 use serde_json::json;
 use sqlx::PgPool;
+use triggeriq::api::drafts::DraftApi;
 use triggeriq::api::patterns::PatternApi;
 use triggeriq::api::trials::TrialApi;
-use triggeriq::api::{events as event_routes, firings, ingest, patterns, trials, triggers};
-use triggeriq::config::ApiConfig;
+use triggeriq::api::{drafts, events as event_routes, firings, ingest, patterns, trials, triggers};
+use triggeriq::aws::{AwsOptions, bedrock_client, sdk_config};
+use triggeriq::config::{ApiConfig, DraftConfig};
 use triggeriq::postgres::Database;
 use triggeriq::tenant::TenantId;
 use triggeriq::testing::requests::Answer;
@@ -16,13 +19,25 @@ use triggeriq::wiring::Clients;
 
 use super::harness::{Req, Stack, call};
 
-/// Answers of create-trigger, update-trigger, test-pattern, test-trigger and ingest-events to
-/// `body`.
+/// Answers of create-trigger, update-trigger, test-pattern, test-trigger, draft-trigger and
+/// ingest-events to `body`.
 async fn answers(stack: &Stack, t: TenantId, body: &str) -> Vec<(&'static str, Answer)> {
     let wiring = Clients::new().with_database(Database::from_pool(stack.pool.clone()));
     let trigger_api = triggers::TriggerApi::new(ApiConfig::default(), &wiring).unwrap();
     let pattern_api = PatternApi::new(ApiConfig::default(), &wiring).unwrap();
     let trial_api = TrialApi::new(ApiConfig::default(), &wiring).unwrap();
+    // A model nothing listens for: a body the rule refuses never reaches it.
+    let draft_api = DraftApi::new(
+        ApiConfig::default(),
+        DraftConfig {
+            table_name: stack.table.clone(),
+            model_id: "anthropic.claude-3-5-haiku-20241022-v1:0".into(),
+            tokens_per_day: 1000,
+        },
+        &stack.wiring(),
+        bedrock_client(&sdk_config(&AwsOptions::emulator("http://127.0.0.1:1"))),
+    )
+    .unwrap();
     let with = |req: Req| {
         req.raw_body(body)
             .header("content-type", "application/json")
@@ -58,6 +73,15 @@ async fn answers(stack: &Stack, t: TenantId, body: &str) -> Vec<(&'static str, A
         (
             "test-trigger",
             call(&trial_api, trials::test, with(Req::new("test-trigger", t))).await,
+        ),
+        (
+            "draft-trigger",
+            call(
+                &draft_api,
+                drafts::draft,
+                with(Req::new("draft-trigger", t)),
+            )
+            .await,
         ),
         (
             "ingest-events",

@@ -1,6 +1,6 @@
 //! The routes and the event pipeline end to end, driven by the samples in `events/`:
-//! ingest-events → evaluate-events → deliver-webhooks → record-deliveries, the trigger routes,
-//! the authorizer, and the read and operate routes.
+//! ingest-events → evaluate-events → deliver-webhooks → record-deliveries, the trigger routes
+//! (drafting one with a model too), the authorizer, and the read and operate routes.
 //!
 //! Real PostgreSQL (a fresh database per test through `#[sqlx::test]`), moto for DynamoDB,
 //! SQS and S3 (`triggeriq::testing::moto`), aws-smithy-mocks for SQS failing mid-batch, and a
@@ -22,6 +22,7 @@ mod harness;
 mod access;
 mod database;
 mod deliver;
+mod drafts;
 mod evaluate;
 mod ingest;
 mod json_rule;
