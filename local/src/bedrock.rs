@@ -21,8 +21,26 @@
 //!   naming the first phrase found; otherwise no, confidence 0.9, the reason listing the
 //!   phrases; when the question quotes no phrase, no with confidence 0.5.
 //!
-//! Fault hooks, for tests and `make e2e`, when the event data (of any Converse request)
-//! contains:
+//! # The `draft` tool (drafting a trigger)
+//!
+//! A forced tool named `draft` (`POST /v1/triggers/draft`) is answered from a small table, so
+//! that `make dev` and `make e2e` draft real, valid triggers without a model. The text matched
+//! is the user's request, inside `<user_request>…</user_request>` of the last user message
+//! (a JSON string), lower-cased; the first row that matches answers:
+//!
+//! | the request says | the draft |
+//! |---|---|
+//! | `fail` and `N times` (or `three`) | `threshold`: `count` N (3 for `three`) of `payment.failed` per `$.data.customer_id`, `within` `1d` if it says `day`, `10m` if `minute`, else `1h` |
+//! | `heartbeat`, or `no ` … ` for ` | `absence`: `every` `10m` per `$.data.device_id` on `device.heartbeat` (or the quoted type) |
+//! | `cart` and `checkout` | `sequence` with `then_not`: `cart.created` not followed by `checkout.completed` within `1h`, per `$.data.cart_id` |
+//! | anything else | `every` on the type in double quotes (`"order.created"`), else the first word with a dot, else `example.event` |
+//!
+//! `__draft_invalid__` in the request makes the first answer an invalid draft (a threshold
+//! whose `count` is 0), and the answer to a request that carries `<problems>` (the correction)
+//! the table's: so the correct-once path runs locally too.
+//!
+//! Fault hooks, for tests and `make e2e`, when the event data (of any Converse request) or
+//! the user's request of a draft contains:
 //!
 //! - `__bedrock_throttle__`: HTTP 429 `ThrottlingException`, as Bedrock answers when over
 //!   its quota;
@@ -176,10 +194,11 @@ pub fn answer(request: &Value) -> Result<Reply, String> {
     let input_tokens = estimate_tokens(&prompt);
     let last_user = last_user_text(messages);
     let data = between(&last_user, "<event_data>", "</event_data>").unwrap_or_default();
-    if data.contains(THROTTLE_HOOK) {
+    let asked = user_request(&last_user);
+    if data.contains(THROTTLE_HOOK) || asked.contains(THROTTLE_HOOK) {
         return Ok(Reply::Throttled);
     }
-    let malformed = data.contains(MALFORMED_HOOK);
+    let malformed = data.contains(MALFORMED_HOOK) || asked.contains(MALFORMED_HOOK);
 
     let forced = request
         .pointer("/toolConfig/toolChoice")
@@ -211,6 +230,8 @@ pub fn answer(request: &Value) -> Result<Reply, String> {
         let name = spec.get("name").and_then(Value::as_str).unwrap_or("tool");
         let input = if name == "verdict" {
             verdict(&system_text(request), data)
+        } else if name == "draft" {
+            draft(&asked, last_user.contains("<problems>"))
         } else {
             let schema = spec
                 .pointer("/inputSchema/json")
@@ -335,6 +356,103 @@ fn verdict(system: &str, data: &str) -> Value {
         "confidence": RULE_CONFIDENCE,
         "reason": reason.chars().take(MAX_REASON_CHARS).collect::<String>(),
     })
+}
+
+/// The user's request of a draft: the JSON string between `<user_request>` tags, read (its
+/// text as written when it is not a JSON string); empty when there is none.
+fn user_request(last_user: &str) -> String {
+    let Some(inner) = between(last_user, "<user_request>", "</user_request>") else {
+        return String::new();
+    };
+    let inner = inner.trim();
+    serde_json::from_str::<String>(inner).unwrap_or_else(|_| inner.to_owned())
+}
+
+/// Marks a draft request whose first answer is an invalid draft.
+pub const DRAFT_INVALID_HOOK: &str = "__draft_invalid__";
+
+/// The `draft` tool's input by the documented table (see the module documentation);
+/// `correcting`: the request carries the problems of an earlier answer.
+fn draft(request: &str, correcting: bool) -> Value {
+    let text = request.to_lowercase();
+    if text.contains(DRAFT_INVALID_HOOK) && !correcting {
+        return json!({
+            "draft": {"name": "Invalid on purpose", "pattern": {"type": ["payment.failed"]},
+                      "condition": {"kind": "threshold", "count": 0, "within": "1h"}},
+            "explanation": format!("[local Bedrock stand-in] {DRAFT_INVALID_HOOK}: a count of 0, refused."),
+        });
+    }
+    let quoted = quoted_phrases(request).into_iter().next();
+    let (row, trigger) =
+        if text.contains("fail") && (times(&text).is_some() || text.contains("three")) {
+            let count = times(&text).unwrap_or(3);
+            let within = if text.contains("day") {
+                "1d"
+            } else if text.contains("minute") {
+                "10m"
+            } else {
+                "1h"
+            };
+            (
+                "failures",
+                json!({"name": format!("Payments failed {count} times"),
+                   "description": request.chars().take(200).collect::<String>(),
+                   "pattern": {"type": ["payment.failed"]},
+                   "condition": {"kind": "threshold", "count": count, "within": within,
+                                 "group_by": ["$.data.customer_id"]}}),
+            )
+        } else if text.contains("heartbeat") || (text.contains("no ") && text.contains(" for ")) {
+            let kind = quoted.unwrap_or_else(|| "device.heartbeat".into());
+            (
+                "absence",
+                json!({"name": format!("No {kind} for 10 minutes"),
+                   "pattern": {"type": [kind]},
+                   "condition": {"kind": "absence", "every": "10m",
+                                 "group_by": ["$.data.device_id"]}}),
+            )
+        } else if text.contains("cart") && text.contains("checkout") {
+            (
+                "abandoned cart",
+                json!({"name": "Cart not checked out within an hour",
+                   "pattern": {"type": ["cart.created", "checkout.completed"]},
+                   "condition": {"kind": "sequence", "steps": [{"type": ["cart.created"]}],
+                                 "then_not": {"type": ["checkout.completed"]}, "within": "1h",
+                                 "group_by": ["$.data.cart_id"]}}),
+            )
+        } else {
+            let kind = quoted
+                .or_else(|| {
+                    request
+                        .split(|c: char| c.is_whitespace() || c == ',' || c == '?')
+                        .map(|w| {
+                            w.trim_matches(|c: char| {
+                                !(c.is_alphanumeric() || c == '.' || c == '_' || c == '-')
+                            })
+                        })
+                        .find(|w| w.contains('.') && !w.starts_with('.') && !w.ends_with('.'))
+                        .map(str::to_owned)
+                })
+                .unwrap_or_else(|| "example.event".into());
+            (
+                "every",
+                json!({"name": format!("Every {kind}"), "pattern": {"type": [kind]},
+                   "condition": {"kind": "every"}}),
+            )
+        };
+    json!({
+        "draft": trigger,
+        "explanation": format!("[local Bedrock stand-in, no model behind it] The {row} row of its table."),
+    })
+}
+
+/// N in "N times" (1 to 1000), if the text says it.
+fn times(text: &str) -> Option<u64> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words
+        .windows(2)
+        .find(|w| w[1].starts_with("times"))
+        .and_then(|w| w[0].parse::<u64>().ok())
+        .filter(|n| (1..=1000).contains(n))
 }
 
 /// About four characters per token, as a rule of thumb for English text.
@@ -785,6 +903,102 @@ mod tests {
         assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(429));
         let err = err.into_service_error();
         assert!(err.is_throttling_exception(), "{err:?}");
+    }
+
+    /// A Converse body shaped as draft-trigger sends it: the request text as a JSON string in
+    /// its tags, the `draft` tool forced; `problems` adds a correction's problems.
+    fn draft_body(text: &str, problems: bool) -> Value {
+        let mut user = format!(
+            "<user_request>\n{}\n</user_request>",
+            serde_json::to_string(text).expect("a JSON string")
+        );
+        if problems {
+            user.push_str("\n<problems>\n[{\"path\":\"$.draft.condition.count\",\"message\":\"x\"}]\n</problems>");
+        }
+        json!({
+            "system": [{"text": "You draft triggers for TriggerIQ."}],
+            "messages": [{"role": "user", "content": [{"text": user}]}],
+            "toolConfig": {
+                "tools": [{"toolSpec": {"name": "draft", "inputSchema": {"json": {"type": "object"}}}}],
+                "toolChoice": {"tool": {"name": "draft"}}
+            }
+        })
+    }
+
+    /// The draft the stand-in answers `text` with, held to create-trigger's validator.
+    async fn drafted(text: &str, problems: bool) -> Value {
+        let (status, _, answer) = post(&draft_body(text, problems)).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let block = &answer["output"]["message"]["content"][0]["toolUse"];
+        assert_eq!(block["name"], "draft", "{answer}");
+        assert!(block["input"]["explanation"].is_string(), "{answer}");
+        block["input"]["draft"].clone()
+    }
+
+    fn valid(draft: &Value) -> triggeriq::trigger::TriggerSpec {
+        let map = draft.as_object().expect("an object");
+        triggeriq::ai::draft::check_draft(map, &triggeriq::trigger::TriggerLimits::default())
+            .unwrap_or_else(|e| panic!("{draft}: {e:?}"))
+            .spec
+    }
+
+    #[tokio::test]
+    async fn the_draft_table_answers_each_row_with_a_valid_trigger() {
+        let failures = drafted(
+            "tell me when a customer's payments fail 3 times within an hour",
+            false,
+        )
+        .await;
+        assert_eq!(valid(&failures).condition.kind(), "threshold");
+        assert_eq!(
+            failures["condition"],
+            json!({"kind": "threshold", "count": 3, "within": "1h", "group_by": ["$.data.customer_id"]})
+        );
+        let daily = drafted("payments FAIL 5 times in a day", false).await;
+        assert_eq!(daily["condition"]["count"], 5);
+        assert_eq!(daily["condition"]["within"], "1d");
+
+        let silent = drafted("no heartbeat from a device for 10 minutes", false).await;
+        assert_eq!(valid(&silent).condition.kind(), "absence");
+        let cart = drafted("a cart is created and there is no checkout", false).await;
+        assert_eq!(
+            cart["condition"]["then_not"],
+            json!({"type": ["checkout.completed"]})
+        );
+        assert_eq!(valid(&cart).condition.kind(), "sequence");
+
+        let quoted = drafted(r#"each "order.created" please"#, false).await;
+        assert_eq!(quoted["pattern"], json!({"type": ["order.created"]}));
+        assert_eq!(valid(&quoted).condition.kind(), "every");
+        let dotted = drafted("every invoice.paid, thanks", false).await;
+        assert_eq!(dotted["pattern"], json!({"type": ["invoice.paid"]}));
+        let plain = drafted("something happens", false).await;
+        assert_eq!(plain["pattern"], json!({"type": ["example.event"]}));
+        valid(&plain);
+    }
+
+    #[tokio::test]
+    async fn the_invalid_hook_answers_an_invalid_draft_until_the_problems_come_back() {
+        let first = drafted("__draft_invalid__ payments fail 3 times", false).await;
+        assert_eq!(first["condition"]["count"], 0);
+        let refused = triggeriq::ai::draft::check_draft(
+            first.as_object().expect("object"),
+            &triggeriq::trigger::TriggerLimits::default(),
+        )
+        .expect_err("a count of 0");
+        assert_eq!(refused[0].path, "$.draft.condition.count");
+        let second = drafted("__draft_invalid__ payments fail 3 times", true).await;
+        assert_eq!(valid(&second).condition.kind(), "threshold");
+    }
+
+    #[tokio::test]
+    async fn the_hooks_work_in_a_draft_request_too() {
+        let (status, kind, _) = post(&draft_body("__bedrock_throttle__", false)).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(kind.as_deref(), Some("ThrottlingException"));
+        let (status, _, answer) = post(&draft_body("x __bedrock_malformed__", false)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(answer["stopReason"], "end_turn", "{answer}");
     }
 
     #[test]
