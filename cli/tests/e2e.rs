@@ -298,6 +298,67 @@ async fn triggers_are_managed_through_the_gateway_behind_the_api_key_authorizer(
     assert_eq!(status, 404);
 }
 
+/// A trigger drafted through the gateway (the local stack's Bedrock stand-in answers from its
+/// table), valid as drafted: `POST /v1/triggers` creates it as it is; the correction path runs
+/// too, and a read key may not draft.
+#[tokio::test]
+#[ignore = "needs the local stack: make e2e"]
+async fn a_drafted_trigger_is_valid_and_creates_as_it_is() {
+    let (_, key) = tenant();
+    let text = "tell me when a customer's payments fail 3 times within an hour";
+    let (status, drafted) = call(
+        reqwest::Method::POST,
+        "/v1/triggers/draft",
+        Some(&key),
+        Some(json!({"text": text, "example_events": [
+            {"id": "evt_1", "type": "payment.failed", "data": {"customer_id": "cus_1"}},
+            {"type": "payment.succeeded", "data": {"customer_id": "cus_1"}}]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{drafted}");
+    let draft = drafted["draft"].clone();
+    assert_eq!(draft["condition"]["kind"], "threshold", "{drafted}");
+    assert_eq!(draft["enabled"], false, "{drafted}");
+    assert!(drafted["explanation"].is_string(), "{drafted}");
+    assert_eq!(
+        drafted["example_matches"],
+        json!([{"index": 0, "id": "evt_1", "matches": true}, {"index": 1, "matches": false}])
+    );
+    let (status, created) = call(
+        reqwest::Method::POST,
+        "/v1/triggers",
+        Some(&key),
+        Some(draft),
+    )
+    .await;
+    assert_eq!(status, 201, "the draft creates as it is: {created}");
+    assert_eq!(created["enabled"], false, "{created}");
+
+    let (status, corrected) = call(
+        reqwest::Method::POST,
+        "/v1/triggers/draft",
+        Some(&key),
+        Some(json!({"text": format!("__draft_invalid__ {text}")})),
+    )
+    .await;
+    assert_eq!(status, 200, "corrected once: {corrected}");
+    assert!(
+        corrected["warnings"]
+            .to_string()
+            .contains("$.draft.condition.count"),
+        "{corrected}"
+    );
+
+    let (status, throttled) = call(
+        reqwest::Method::POST,
+        "/v1/triggers/draft",
+        Some(&key),
+        Some(json!({"text": "__bedrock_throttle__"})),
+    )
+    .await;
+    assert_eq!(status, 503, "{throttled}");
+}
+
 #[tokio::test]
 #[ignore = "needs the local stack: make e2e"]
 async fn a_matching_event_brings_a_signed_webhook_within_10_seconds() {
